@@ -1,0 +1,126 @@
+"""Mask I/O shared by the app, training, evaluation and data generation.
+
+A mask is always a boolean ``(H, W)`` numpy array in the pixel coordinates of its image. On disk it
+is a PNG (0 / 255) or COCO RLE (the ``{"size": [H, W], "counts": str}`` dicts of pycocotools); in
+annotation files it may also be a list of polygons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+
+class MaskError(ValueError):
+    """A mask cannot be decoded, or does not fit its image."""
+
+
+# ---------------------------------------------------------------------------------------------
+# PNG
+
+
+def to_bool_mask(mask: np.ndarray) -> np.ndarray:
+    """Any 2-D array (bool, 0/1, 0/255, float) or (H, W, C) image -> bool (H, W); nonzero is True."""
+    arr = np.asarray(mask)
+    if arr.ndim == 3:
+        arr = arr.any(axis=2) if arr.shape[2] in (1, 3) else arr[..., :3].any(axis=2)
+    if arr.ndim != 2:
+        raise MaskError(f"a mask must be 2-D (H, W), got shape {arr.shape}")
+    return arr.astype(bool)
+
+
+def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:
+    """Write a mask as an 8-bit PNG with 0 (background) and 255 (region)."""
+    path = Path(path)
+    Image.fromarray(to_bool_mask(mask).astype(np.uint8) * 255, mode="L").save(path)
+    return path
+
+
+def load_mask_png(path: str | Path) -> np.ndarray:
+    """Read a mask image (any mode; nonzero pixels are the region; alpha ignored) as bool (H, W)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA"):
+                img = img.convert("RGB") if img.mode == "RGBA" else img.convert("L")
+            arr = np.asarray(img.convert("L") if img.mode in ("P", "1") else img)
+    except OSError as exc:
+        raise MaskError(f"cannot read mask {path}: {exc}") from exc
+    return to_bool_mask(arr)
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO RLE and polygons
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """bool (H, W) -> compressed COCO RLE with a JSON-ready ``counts`` string."""
+    rle = mask_utils.encode(np.asfortranarray(to_bool_mask(mask).astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """Compressed (str or bytes counts) or uncompressed (list counts) COCO RLE -> bool (H, W)."""
+    if "size" not in rle or "counts" not in rle:
+        raise MaskError("an RLE needs 'size' and 'counts'")
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if sum(counts) != h * w:
+            raise MaskError(f"uncompressed RLE covers {sum(counts)} pixels, expected {h}x{w}")
+        rle = mask_utils.frPyObjects(rle, h, w)
+    elif isinstance(counts, str):
+        rle = {"size": [h, w], "counts": counts.encode()}
+    try:
+        return mask_utils.decode(rle).astype(bool)
+    except Exception as exc:  # pycocotools raises bare Exceptions on corrupt counts
+        raise MaskError(f"corrupt RLE: {exc}") from exc
+
+
+def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` (pixel coordinates) -> bool (H, W)."""
+    polys = [list(map(float, p)) for p in polygons if len(p) >= 6]
+    if not polys:
+        raise MaskError("no polygon with at least three points")
+    rles = mask_utils.frPyObjects(polys, height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def box_to_polygon(box: Sequence[float]) -> list[float]:
+    """(x0, y0, x1, y1) -> the rectangle as one COCO polygon."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """Any COCO ``segmentation`` value (polygon list, uncompressed or compressed RLE) -> bool (H, W).
+
+    The result is checked against the image size given by the annotation file.
+    """
+    if isinstance(segmentation, dict):
+        mask = decode_rle(segmentation)
+    elif isinstance(segmentation, (list, tuple)):
+        mask = polygons_to_mask(segmentation, height, width)
+    else:
+        raise MaskError(f"unsupported segmentation type {type(segmentation).__name__}")
+    if mask.shape != (height, width):
+        raise MaskError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Tight box (x0, y0, x1, y1), exclusive of x1/y1, or None for an empty mask."""
+    m = to_bool_mask(mask)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
