@@ -1,0 +1,197 @@
+"""Command line: ``python -m osprey {describe,info,download,convert} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _checkpoints_dir(arg: str | None) -> Path:
+    from osprey.hub import DEFAULT_CHECKPOINTS
+
+    return Path(arg or os.environ.get("OSPREY_CHECKPOINTS") or DEFAULT_CHECKPOINTS)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="osprey-7b",
+        help="registry name (osprey-7b, osprey-chat-7b, tiny-random, ...) or a checkpoint directory",
+    )
+    p.add_argument(
+        "--checkpoints",
+        default=None,
+        help="where registry models are stored (default: the repo's checkpoints/, or $OSPREY_CHECKPOINTS)",
+    )
+    p.add_argument(
+        "--clip",
+        default=None,
+        help="open_clip CLIP file, when the checkpoint does not embed the vision tower",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", default="auto", help="auto, bf16, fp16, fp32")
+    p.add_argument(
+        "--offline", action="store_true", help="never download; fail with instructions instead"
+    )
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from osprey.pipeline import Generation, Osprey
+    from sam_bridge.images import load_image
+    from sam_bridge.masks import load_mask_png
+
+    image = load_image(args.image)
+    masks = [load_mask_png(m) for m in args.mask]
+    osp = Osprey.from_pretrained(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        checkpoints_dir=_checkpoints_dir(args.checkpoints),
+        clip_path=args.clip,
+        download=not args.offline,
+    )
+    if osp.untrained:
+        print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
+    gen = (
+        Generation.paper(args.seed, args.max_new_tokens)
+        if args.paper_sampling
+        else Generation(args.max_new_tokens)
+    )
+    if args.question:
+        print(osp.ask(image, masks, args.question, gen=gen).text)
+        return 0
+    for i, text in enumerate(osp.describe(image, masks, args.task, gen=gen)):
+        print(f"region{i + 1}: {text}" if len(masks) > 1 else text)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from osprey.checkpoint import OUR_CONFIG, original_key_shapes
+    from osprey.config import OspreyConfig, osprey_7b_config, tiny_config
+    from osprey.hub import REGISTRY
+
+    if args.model == "tiny-random":
+        config = tiny_config()
+    elif args.model in REGISTRY:
+        config = osprey_7b_config()
+    elif (Path(args.model) / OUR_CONFIG).is_file():
+        config = OspreyConfig.load(Path(args.model) / OUR_CONFIG)
+    else:
+        print(
+            f"unknown model {args.model!r}; known: {sorted(REGISTRY)} or a directory with {OUR_CONFIG}",
+            file=sys.stderr,
+        )
+        return 2
+    shapes = original_key_shapes(config)
+    if args.keys == "original":
+        for name, shape in shapes.items():
+            print(f"{name}\t{','.join(map(str, shape))}")
+    else:
+        total = sum(_numel(s) for s in shapes.values())
+        print(f"{args.model}: {len(shapes)} tensors, {total / 1e9:.3f} B parameters")
+    return 0
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from osprey.hub import download_model, find_clip
+
+    ckpt = _checkpoints_dir(args.checkpoints)
+    path = download_model(args.model, ckpt)
+    print(f"{args.model}: {path}")
+    if args.clip:
+        print(f"CLIP: {find_clip(ckpt)}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from osprey.checkpoint import export_original, load_osprey, save_osprey
+
+    model, tokenizer = load_osprey(args.src, clip_path=args.clip)
+    if args.to == "original":
+        export_original(model, tokenizer, args.dst)
+    else:
+        save_osprey(model, tokenizer, args.dst)
+    print(f"wrote {args.dst}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m osprey", description="Osprey region understanding (osprey-open)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "describe", help="describe masked regions of an image, or ask a question about them"
+    )
+    p.add_argument("--image", required=True)
+    p.add_argument(
+        "--mask",
+        action="append",
+        default=[],
+        help="region mask PNG (nonzero = region); repeat for several regions",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--task", default="short", choices=["category", "short", "detailed"])
+    g.add_argument(
+        "--question", help="free question; refer to the regions as region1, region2, ..."
+    )
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument(
+        "--paper-sampling",
+        action="store_true",
+        help="T=0.2, top_p=0.6 sampling as the paper (default: greedy)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser(
+        "info", help="tensor names and shapes of a model, computed without downloading"
+    )
+    p.add_argument("model", help="registry name or a directory in our format")
+    p.add_argument(
+        "--keys",
+        choices=["original", "summary"],
+        default="summary",
+        help="original: one line per tensor of the released checkpoint, name<TAB>d0,d1,...",
+    )
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("download", help="fetch a registry model into the checkpoints directory")
+    p.add_argument("model")
+    p.add_argument("--checkpoints", default=None)
+    p.add_argument("--clip", action="store_true", help="also fetch the LAION CLIP vision weights")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("convert", help="convert a checkpoint between the released format and ours")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--to", choices=["ours", "original"], default="ours")
+    p.add_argument("--clip", default=None)
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from osprey.hub import CheckpointNotFound
+
+    try:
+        return args.func(args)
+    except CheckpointNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

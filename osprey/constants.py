@@ -1,0 +1,28 @@
+"""Constants shared by the model, the processor, training and evaluation (the only place they live)."""
+
+from __future__ import annotations
+
+# Placeholder id that marks image-token positions in input_ids (the original's IMAGE_TOKEN_INDEX).
+# It is never looked up in the embedding table: the processor expands it to one id per image token
+# and the model scatters the projected image features into those positions.
+IMAGE_TOKEN_INDEX = -200
+# Label value ignored by the loss.
+IGNORE_INDEX = -100
+
+# Region placeholders as added tokens of the released tokenizer (added_tokens.json).
+MASK_TOKEN = "<mask>"
+POS_TOKEN = "<pos>"
+MASK_TOKEN_ID = 32000
+POS_TOKEN_ID = 32001
+
+# OpenAI-CLIP normalisation used by the released weights.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Osprey feeds 512x512 images to the ConvNeXt (open_clip's default for the tower is 320).
+IMAGE_SIZE = 512
+# The position token sees the region mask resized to MASK_SHAPE x MASK_SHAPE (the paper says 224;
+# the released weights have 112 * 112 = 12544 inputs).
+MASK_SHAPE = 112
+# Context length the released models were trained with.
+MODEL_MAX_LENGTH = 2048

@@ -1,0 +1,81 @@
+"""The language model and its tokenizer (the only osprey module that imports transformers' model
+classes)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from osprey import constants as C
+from osprey.config import LLMConfig
+
+
+def llama_config(config: LLMConfig, attn_implementation: str = "sdpa"):
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(**asdict(config), attn_implementation=attn_implementation)
+    return cfg
+
+
+def build_llm(config: LLMConfig, attn_implementation: str = "sdpa") -> nn.Module:
+    """A randomly initialised ``LlamaForCausalLM`` (build it under ``torch.device('meta')`` to skip
+    the allocation when weights are loaded right after)."""
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM(llama_config(config, attn_implementation))
+
+
+def reset_rotary(llm: nn.Module, device: torch.device | str) -> None:
+    """Recreate the rotary-embedding module, whose ``inv_freq`` buffers are not persistent and so
+    stay on the meta device after a meta-device build plus ``load_state_dict(assign=True)``."""
+    rotary = llm.model.rotary_emb
+    llm.model.rotary_emb = type(rotary)(config=llm.config, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+
+class TokenizerError(ValueError):
+    """The tokenizer files do not give the ids the weights expect."""
+
+
+def load_tokenizer(
+    path: str | Path,
+    mask_token_id: int,
+    pos_token_id: int,
+    model_max_length: int = C.MODEL_MAX_LENGTH,
+):
+    """Load the LLaMA SentencePiece tokenizer exactly as the released weights saw it.
+
+    ``legacy=True`` reproduces the ids of the original's transformers-4.31 fast tokenizer, which
+    ignored ``legacy: false`` in tokenizer_config.json and starts every text piece that follows an
+    added token with a fresh SentencePiece word (``<pos>? `` -> ``<pos>``, ``▁?``). The pad token is
+    the unk token (id 0); ``<mask>`` and ``<pos>`` must come out at the ids the weights use.
+    """
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file():
+        raise TokenizerError(f"no tokenizer.model or tokenizer.json in {path}")
+    tok = AutoTokenizer.from_pretrained(
+        str(path),
+        legacy=True,
+        use_fast=True,
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+    tok.add_tokens(
+        [C.MASK_TOKEN, C.POS_TOKEN], special_tokens=True
+    )  # a no-op with added_tokens.json
+    tok.pad_token = tok.unk_token
+    got = tok.convert_tokens_to_ids([C.MASK_TOKEN, C.POS_TOKEN])
+    if got != [mask_token_id, pos_token_id]:
+        raise TokenizerError(
+            f"tokenizer in {path} gives <mask>/<pos> ids {got}, the weights expect "
+            f"{[mask_token_id, pos_token_id]}"
+        )
+    return tok

@@ -1,0 +1,450 @@
+"""The inference API: set the image once, ask many questions about its regions.
+
+    >>> from osprey import Osprey
+    >>> osp = Osprey.from_pretrained("osprey-7b")          # or Osprey.tiny() offline
+    >>> osp.describe(image, [mask], task="short")           # one answer per region
+    >>> osp.ask(image, [m1, m2], "What is region1 holding?").text
+
+Image features (ConvNeXt stage maps and projected image tokens) are computed once per image and
+kept in a bounded LRU cache keyed by the image's content, so every further region or question on
+the same image costs only the mask extractor and the LLM. Device work is serialised by one lock:
+one instance can serve many threads (the app's users).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osprey import conversation as conv
+from osprey.model.osprey import ImageFeatures, OspreyModel
+from osprey.processor import RegionError, prepare_masks, preprocess_image
+from sam_bridge.images import ImageLike, to_rgb
+
+# Room kept for the answer when old chat turns are dropped to fit the context.
+ANSWER_RESERVE = 128
+
+
+# ---------------------------------------------------------------------------------------------
+# devices
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA, else MPS, else CPU."""
+    if device not in (None, "auto"):
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+}
+
+
+def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """``None``/``"auto"``: bf16 on CUDA (fp16 where bf16 is unsupported), fp16 on MPS, fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in (None, "auto"):
+        if dtype not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# caches
+
+
+def image_key(rgb: np.ndarray) -> str:
+    """Content key of an (H, W, 3) uint8 image."""
+    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16)
+    digest.update(str(rgb.shape).encode())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Thread-safe LRU of ImageFeatures by image key, bounded by entry count."""
+
+    def __init__(self, max_items: int = 8):
+        self.max_items = max(1, max_items)
+        self._items: OrderedDict[str, ImageFeatures] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> ImageFeatures | None:
+        with self._lock:
+            feats = self._items.get(key)
+            if feats is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return feats
+
+    def put(self, key: str, feats: ImageFeatures) -> None:
+        with self._lock:
+            self._items[key] = feats
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Answer:
+    text: str  # post-processed
+    raw: str  # decoded new tokens, special tokens skipped
+    prompt_tokens: int
+    new_tokens: int
+    dropped_turns: int = 0  # oldest chat turns left out to fit the context
+
+
+@dataclass
+class Generation:
+    """Sampling settings. Greedy by default (deterministic); the paper used T=0.2, top_p=0.6."""
+
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    temperature: float = 0.2
+    top_p: float = 0.6
+    seed: int | None = None
+
+    @classmethod
+    def paper(cls, seed: int = 0, max_new_tokens: int = 1024) -> Generation:
+        return cls(
+            max_new_tokens=max_new_tokens, do_sample=True, temperature=0.2, top_p=0.6, seed=seed
+        )
+
+
+class _StopOnEvent:
+    """transformers StoppingCriteria protocol: stop when the event is set (the app's stop button)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline
+
+
+class Osprey:
+    """Region understanding on images: describe regions, answer questions, chat."""
+
+    def __init__(self, model: OspreyModel, tokenizer, *, name: str = "", cache_size: int = 8):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.features = FeatureCache(cache_size)
+        self.lock = threading.RLock()
+        self.vision_calls = 0  # number of vision-tower passes (cache misses), for tests and stats
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = "osprey-7b",
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        checkpoints_dir: str | Path | None = None,
+        clip_path: str | Path | None = None,
+        download: bool = True,
+        cache_size: int = 8,
+        attn_implementation: str = "sdpa",
+    ) -> Osprey:
+        """Load a registry model (downloaded into ``checkpoints_dir`` on first use) or a checkpoint
+        directory in either format. ``tiny-random`` builds the tiny model in-process."""
+        from osprey import hub
+        from osprey.checkpoint import checkpoint_kind, load_osprey, place
+
+        if str(name_or_path) == "tiny-random":
+            return cls.tiny(device=device, dtype=dtype, cache_size=cache_size)
+        dev = resolve_device(device)
+        dt = resolve_dtype(dev, dtype)
+        ckpt_dir = Path(checkpoints_dir) if checkpoints_dir else hub.DEFAULT_CHECKPOINTS
+        path = hub.resolve_model_dir(name_or_path, ckpt_dir, download=download)
+        if clip_path is None and checkpoint_kind(path) == "original" and not _embeds_tower(path):
+            clip_path = hub.find_clip(ckpt_dir, download=download)
+        model, tokenizer = load_osprey(
+            path, device=dev, dtype=dt, clip_path=clip_path, attn_implementation=attn_implementation
+        )
+        place(model, dev, dt)
+        return cls(model, tokenizer, name=str(name_or_path), cache_size=cache_size)
+
+    @classmethod
+    def tiny(cls, seed: int = 0, *, device=None, dtype=None, cache_size: int = 8) -> Osprey:
+        """The tiny random-weight model (answers are meaningless), CPU fp32 unless told otherwise."""
+        from osprey.checkpoint import place
+        from osprey.tiny import build_tiny
+
+        model, tokenizer = build_tiny(seed)
+        dev = torch.device(device) if device not in (None, "auto") else torch.device("cpu")
+        place(model, dev, resolve_dtype(dev, dtype) if dtype else torch.float32)
+        return cls(model, tokenizer, name="tiny-random", cache_size=cache_size)
+
+    @property
+    def untrained(self) -> bool:
+        return self.model.config.untrained
+
+    @property
+    def max_length(self) -> int:
+        return self.model.config.model_max_length
+
+    # -- image side --------------------------------------------------------------------------
+
+    def encode_image(self, image: ImageLike) -> tuple[np.ndarray, ImageFeatures]:
+        """RGB array and its features, from the cache when this image was seen before."""
+        rgb = to_rgb(image)
+        key = image_key(rgb)
+        feats = self.features.get(key)
+        if feats is None:
+            pixels = preprocess_image(rgb, self.model.config.vision.image_size)[None]
+            with self.lock, torch.inference_mode():
+                feats = self.model.encode_images(pixels)[0]
+                self.vision_calls += 1
+            self.features.put(key, feats)
+        return rgb, feats
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def _encode_turns(self, turns: Sequence[conv.Turn], n_masks: int, limit: int) -> list[int]:
+        cfg = self.model.config
+        enc = conv.encode(
+            self.tokenizer,
+            turns,
+            num_image_tokens=self.model.num_image_tokens,
+            mask_token_id=cfg.mask_token_id,
+            pos_token_id=cfg.pos_token_id,
+            template=cfg.template,
+            max_length=limit,
+        )
+        if enc.num_regions != n_masks:
+            raise RegionError(
+                f"the prompt refers to {enc.num_regions} region(s) but {n_masks} mask(s) were given"
+            )
+        return enc.input_ids
+
+    def _fit_chat(
+        self, history: Sequence[tuple[str, str]], question: str, n_masks: int
+    ) -> tuple[list[int], int]:
+        """Token ids of the chat, dropping the oldest turns until it fits the context."""
+        history = list(history)
+        for dropped in range(len(history) + 1):
+            turns = conv.chat_turns(history[dropped:], question, n_masks)
+            try:
+                return self._encode_turns(turns, n_masks, self.max_length - ANSWER_RESERVE), dropped
+            except conv.ContextLengthError:
+                if dropped == len(history):
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _generate_ids(
+        self,
+        rgb: np.ndarray,
+        feats: ImageFeatures,
+        masks: torch.Tensor,
+        ids: list[int],
+        gen: Generation,
+        streamer=None,
+        stop: threading.Event | None = None,
+    ) -> list[int]:
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        model = self.model
+        input_ids = torch.tensor([ids], device=model.device)
+        budget = min(gen.max_new_tokens, self.max_length - len(ids))
+        if budget <= 0:
+            raise conv.ContextLengthError(len(ids) + 1, self.max_length)
+        config = GenerationConfig(
+            max_new_tokens=budget,
+            do_sample=gen.do_sample,
+            temperature=gen.temperature if gen.do_sample else None,
+            top_p=gen.top_p if gen.do_sample else None,
+            top_k=None,
+            num_beams=1,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+        criteria = StoppingCriteriaList([_StopOnEvent(stop)]) if stop is not None else None
+        with (
+            self.lock,
+            torch.inference_mode(),
+            torch.random.fork_rng(devices=_rng_devices(model.device)),
+        ):
+            if gen.seed is not None:
+                torch.manual_seed(gen.seed)
+            embeds = model.prepare_inputs(input_ids, [feats], [masks])
+            out = model.llm.generate(
+                inputs_embeds=embeds,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=config,
+                streamer=streamer,
+                stopping_criteria=criteria,
+            )
+        return out[0].tolist()
+
+    def _decode(self, new_ids: list[int]) -> str:
+        return self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+
+    def generate(
+        self,
+        image: ImageLike,
+        masks: Sequence[np.ndarray] | np.ndarray | None,
+        prompt: str | Sequence[conv.Turn],
+        gen: Generation | None = None,
+        *,
+        postprocess: str = "reference",
+        streamer=None,
+        stop: threading.Event | None = None,
+    ) -> Answer:
+        """Answer the open last turn of ``prompt`` (a first user message, or a list of Turns).
+
+        ``masks`` bind in order to the ``<mask><pos>`` pairs of the prompt: a count mismatch, a
+        mask of another shape than the image, or an empty mask raises RegionError.
+        """
+        gen = gen or Generation()
+        rgb, feats = self.encode_image(image)
+        region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
+        turns = [conv.Turn(prompt)] if isinstance(prompt, str) else list(prompt)
+        ids = self._encode_turns(turns, region_masks.shape[0], self.max_length - 1)
+        new = self._generate_ids(rgb, feats, region_masks, ids, gen, streamer, stop)
+        raw = self._decode(new)
+        return Answer(conv.postprocess_answer(raw, postprocess), raw, len(ids), len(new))
+
+    def describe(
+        self,
+        image: ImageLike,
+        masks: Sequence[np.ndarray] | np.ndarray,
+        task: str = "short",
+        gen: Generation | None = None,
+    ) -> list[str]:
+        """One answer per region for a one-region task (``category``, ``short``, ``detailed``, ...),
+        with the original's prompts and post-processing."""
+        message = conv.task_message(task)
+        mode = "demo" if task in ("short", "detailed") else "reference"
+        rgb, _ = self.encode_image(image)
+        region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
+        return [
+            self.generate(rgb, [m.numpy()], message, gen, postprocess=mode).text
+            for m in region_masks
+        ]
+
+    def ask(
+        self,
+        image: ImageLike,
+        masks: Sequence[np.ndarray] | np.ndarray | None,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        gen: Generation | None = None,
+        *,
+        streamer=None,
+        stop: threading.Event | None = None,
+    ) -> Answer:
+        """A free question about the regions (``region1``, ``region2``, ... in the order of
+        ``masks``) or, without masks, about the whole image; ``history`` holds earlier
+        (question, answer) pairs. Old turns that no longer fit the context are dropped (counted in
+        ``Answer.dropped_turns``)."""
+        gen = gen or Generation()
+        rgb, feats = self.encode_image(image)
+        region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
+        ids, dropped = self._fit_chat(history, question, region_masks.shape[0])
+        new = self._generate_ids(rgb, feats, region_masks, ids, gen, streamer, stop)
+        raw = self._decode(new)
+        return Answer(conv.postprocess_answer(raw, "chat"), raw, len(ids), len(new), dropped)
+
+    def stream(self, fn: Callable[..., Answer], *args, **kwargs) -> Iterator[str]:
+        """Run ``fn`` (``self.ask`` or ``self.generate``) in a thread and yield the decoded text as
+        it grows; the last value is the post-processed answer. Exceptions are re-raised here."""
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
+        )
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                result["answer"] = fn(*args, streamer=streamer, **kwargs)
+            except BaseException as exc:  # surfaced in the consumer below
+                result["error"] = exc
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        thread.join()
+        if "error" in result:
+            raise result["error"]  # type: ignore[misc]
+        yield result["answer"].text  # type: ignore[union-attr]
+
+    # -- parity ------------------------------------------------------------------------------
+
+    def logits(
+        self, image: ImageLike, masks: Sequence[np.ndarray] | np.ndarray | None, prompt: str
+    ) -> torch.Tensor:
+        """Logits (T, vocab) in fp32 for every position of the spliced sequence of a fully
+        rendered prompt (system sentence and roles included, e.g. from ``conversation.render``),
+        with ``<image>`` expanded to the image tokens. This is the quantity to compare with the
+        original implementation: same image, masks and prompt string must give the same logits."""
+        rgb, feats = self.encode_image(image)
+        region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
+        ids, _ = conv.tokenize_prompt(self.tokenizer, prompt, self.model.num_image_tokens)
+        input_ids = torch.tensor([ids], device=self.model.device)
+        with self.lock, torch.inference_mode():
+            out = self.model(input_ids, features=[feats], masks=[region_masks])
+        return out.logits[0].float()
+
+
+def _rng_devices(device: torch.device) -> list:
+    return [device] if device.type == "cuda" else []
+
+
+def _embeds_tower(path: Path) -> bool:
+    """Whether a released checkpoint directory carries the CLIP tower (read from its index)."""
+    import json
+
+    for index in ("pytorch_model.bin.index.json", "model.safetensors.index.json"):
+        if (path / index).is_file():
+            keys = json.loads((path / index).read_text())["weight_map"]
+            return any(k.startswith("model.vision_tower.vision_tower.visual.trunk.") for k in keys)
+    return True  # single-file checkpoints: the loader says so clearly if the tower is missing
