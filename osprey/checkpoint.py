@@ -141,9 +141,11 @@ def load_state_dict(
 
 
 def place(model: OspreyModel, device: torch.device | str, dtype: torch.dtype) -> OspreyModel:
-    """Move to ``device``; vision, projector and LLM in ``dtype``, the mask extractor in fp32."""
+    """Move to ``device``; vision, projector and LLM in ``dtype``, the mask extractor and the rotary
+    frequencies in fp32."""
     model.to(device=device, dtype=dtype)
     model.mask_extractor.float()
+    reset_rotary(model.llm, device)
     return model
 
 

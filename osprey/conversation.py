@@ -215,7 +215,7 @@ def encode(
 
 
 def _check_labels(ids: list[int], labels: list[int], spans: list, eos_id: int) -> None:
-    """Each supervised run must end with </s>, and there must be one run per answer."""
+    """One supervised run per answer, each holding exactly one </s>, at its end."""
     runs, prev = [], False
     for tok, lab in zip(ids, labels):
         sup = lab != C.IGNORE_INDEX
@@ -224,7 +224,7 @@ def _check_labels(ids: list[int], labels: list[int], spans: list, eos_id: int) -
         if sup:
             runs[-1].append(tok)
         prev = sup
-    if len(runs) != len(spans) or any(run[-1] != eos_id for run in runs):
+    if len(runs) != len(spans) or any(run.count(eos_id) != 1 or run[-1] != eos_id for run in runs):
         raise RenderError(
             f"label check failed: {len(runs)} supervised runs for {len(spans)} answers "
             "(an answer must not contain </s> or merge with its neighbours)"

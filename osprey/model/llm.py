@@ -29,10 +29,14 @@ def build_llm(config: LLMConfig, attn_implementation: str = "sdpa") -> nn.Module
 
 
 def reset_rotary(llm: nn.Module, device: torch.device | str) -> None:
-    """Recreate the rotary-embedding module, whose ``inv_freq`` buffers are not persistent and so
-    stay on the meta device after a meta-device build plus ``load_state_dict(assign=True)``."""
+    """Recreate the rotary-embedding module in fp32 on ``device``.
+
+    Its ``inv_freq`` buffers are not persistent, so they stay on the meta device after a meta
+    build plus ``load_state_dict(assign=True)``; and ``module.to(bfloat16)`` would round them,
+    which shifts every rotary angle by up to position x 0.4 % (radians, not ulps).
+    """
     rotary = llm.model.rotary_emb
-    llm.model.rotary_emb = type(rotary)(config=llm.config, device=device)
+    llm.model.rotary_emb = type(rotary)(config=llm.config).to(device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The inference API on the tiny model: caching, determinism, chat, streaming, bad input."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from osprey.conversation import ContextLengthError, RenderError, task_message
+from osprey.pipeline import Generation, Osprey, resolve_device, resolve_dtype
+from osprey.processor import RegionError
+from sam_bridge.images import ImageError
+
+
+@pytest.fixture
+def osp(tiny_parts):
+    model, tok = tiny_parts
+    return Osprey(model, tok, name="tiny-random", cache_size=2)
+
+
+def test_one_vision_pass_per_image(osp, voc):
+    rgb, masks = voc["rgb"], voc["masks"]
+    osp.describe(rgb, masks[:3], "category", Generation(max_new_tokens=2))
+    osp.ask(rgb, masks[:2], "What is region1 doing?", gen=Generation(max_new_tokens=2))
+    osp.ask(rgb.copy(), masks[:1], "And region1?", gen=Generation(max_new_tokens=2))  # same content
+    assert osp.vision_calls == 1 and osp.features.hits >= 4
+    other = np.ascontiguousarray(rgb[:, ::-1])
+    osp.ask(other, None, "Is there a dog?", gen=Generation(max_new_tokens=2))
+    osp.ask(rgb, None, "Is there a dog?", gen=Generation(max_new_tokens=2))
+    assert osp.vision_calls == 2  # both images fit the cache (size 2)
+    third = np.ascontiguousarray(rgb[::-1])
+    osp.ask(third, None, "q", gen=Generation(max_new_tokens=1))
+    osp.ask(other, None, "q", gen=Generation(max_new_tokens=1))  # evicted by LRU: encoded again
+    assert osp.vision_calls == 4
+
+
+def test_greedy_is_deterministic_and_sampling_is_seeded(osp, voc):
+    g = Generation(max_new_tokens=6)
+    a = osp.generate(voc["rgb"], voc["masks"][:1], task_message("short"), g)
+    b = osp.generate(voc["rgb"], voc["masks"][:1], task_message("short"), g)
+    assert a.raw == b.raw and a.new_tokens == 6
+    s1 = osp.generate(
+        voc["rgb"], voc["masks"][:1], task_message("short"), Generation(6, True, 1.5, 1.0, seed=3)
+    )
+    s2 = osp.generate(
+        voc["rgb"], voc["masks"][:1], task_message("short"), Generation(6, True, 1.5, 1.0, seed=3)
+    )
+    assert s1.raw == s2.raw
+
+
+def test_regions_change_the_answer_distribution(osp, voc):
+    """The mask really reaches the LLM: different regions give different next-token logits."""
+    from osprey.conversation import TEMPLATES, Turn, render
+
+    prompt = render([Turn(task_message("category"))], TEMPLATES["osprey_v1"])[0]
+    l0 = osp.logits(voc["rgb"], voc["masks"][:1], prompt)
+    l1 = osp.logits(voc["rgb"], voc["masks"][1:2], prompt)
+    assert l0.shape[0] == l1.shape[0] and not torch.allclose(l0[-1], l1[-1])
+    assert torch.equal(l0[:1000], l1[:1000])  # system + image positions come before the region
+
+
+def test_bad_inputs_raise_clear_errors(osp, voc):
+    rgb, masks = voc["rgb"], voc["masks"]
+    g = Generation(max_new_tokens=1)
+    with pytest.raises(RegionError, match="refers to 1 region"):
+        osp.generate(rgb, None, task_message("category"), g)  # <mask> in the prompt, no region
+    with pytest.raises(RegionError, match="refers to 1 region\\(s\\) but 2"):
+        osp.generate(rgb, masks[:2], task_message("category"), g)
+    with pytest.raises(RegionError, match="mask is 10x10 but the image is 500x375"):
+        osp.describe(rgb, [np.ones((10, 10), bool)], "category", g)
+    with pytest.raises(RegionError, match="empty"):
+        osp.describe(rgb, [np.zeros((375, 500), bool)], "category", g)
+    many = [masks[i % 19] for i in range(300)]  # 300 regions need more than 2048 tokens
+    with pytest.raises(ContextLengthError, match="context is"):
+        osp.ask(rgb, many, "Describe all regions.", gen=g)
+    with pytest.raises(ImageError):
+        osp.ask(b"garbage", None, "q", gen=g)
+    with pytest.raises(RenderError, match="at most one"):
+        osp.generate(rgb, None, "<image>\n<image>\nq", g)
+
+
+def test_chat_drops_oldest_turns_to_fit(osp, voc):
+    long_answer = "word " * 300
+    history = [(f"question {i}?", long_answer) for i in range(6)]
+    ans = osp.ask(voc["rgb"], voc["masks"][:2], "What now?", history, Generation(max_new_tokens=2))
+    assert 1 <= ans.dropped_turns < 6 and ans.prompt_tokens <= osp.max_length - 128
+    short = osp.ask(
+        voc["rgb"], voc["masks"][:2], "What now?", history[:1], Generation(max_new_tokens=2)
+    )
+    assert short.dropped_turns == 0
+
+
+def test_streaming_yields_growing_text_and_matches(osp, voc):
+    g = Generation(max_new_tokens=8)
+    chunks = list(osp.stream(osp.ask, voc["rgb"], voc["masks"][:1], "What is region1?", gen=g))
+    final = osp.ask(voc["rgb"], voc["masks"][:1], "What is region1?", gen=g)
+    assert chunks[-1] == final.text and len(chunks) >= 2
+    with pytest.raises(RegionError):
+        list(osp.stream(osp.generate, voc["rgb"], None, task_message("category"), g))
+
+
+def test_stop_event_ends_generation(osp, voc):
+    stop = threading.Event()
+    stop.set()
+    ans = osp.ask(voc["rgb"], None, "Talk.", gen=Generation(max_new_tokens=50), stop=stop)
+    assert ans.new_tokens <= 1
+
+
+def test_device_and_dtype_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype(torch.device("cpu")) == torch.float32
+    assert resolve_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype(torch.device("cpu"), "int3")
+
+
+def test_bf16_cpu_path_keeps_extractor_and_rotary_fp32(voc):
+    osp = Osprey.tiny(dtype="bf16")
+    assert osp.model.dtype == torch.bfloat16
+    assert osp.model.mask_extractor.feat_linear.weight.dtype == torch.float32
+    assert osp.model.llm.model.rotary_emb.inv_freq.dtype == torch.float32
+    assert osp.describe(voc["rgb"], voc["masks"][:1], "category", Generation(max_new_tokens=2))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(tiny_parts, voc):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = Osprey.tiny()
+    gpu = Osprey.tiny(device="cuda", dtype="fp32")
+    prompt = "<image>\nregion1<mask><pos> what?"
+    a = cpu.logits(voc["rgb"], voc["masks"][:1], prompt)
+    b = gpu.logits(voc["rgb"], voc["masks"][:1], prompt).cpu()
+    assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
