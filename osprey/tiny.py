@@ -32,6 +32,7 @@ _CORPUS_EXTRA = (
 )
 _VOCAB = 32000
 _TRAINED_PIECES = 1000
+_LLM_INIT_SCALE = 20.0
 
 
 def _corpus() -> list[str]:
@@ -137,5 +138,16 @@ def build_tiny(seed: int = 0, config: OspreyConfig | None = None):
         for name, param in model.vision.named_parameters():
             if name.endswith(".gamma"):
                 param.copy_(torch.rand(param.shape, generator=gen) * 0.5 + 0.1)
+        # At transformers' init (std 0.02) a 2-layer random LLM answers the same tokens whatever
+        # the image or region; at std 0.4 its answers depend on them, which is what tests that
+        # compare inference paths (cached, batched, compiled) need. Its output is restricted to
+        # learned pieces (and </s>) so that it reads as (meaningless) words.
+        for param in model.llm.parameters():
+            if param.dim() == 2:
+                param.mul_(_LLM_INIT_SCALE)
+        head = model.llm.get_output_embeddings().weight
+        head[0] = 0  # <unk>
+        head[3:259] = 0  # byte-fallback pieces
+        head[_TRAINED_PIECES:] = 0  # padding pieces
     model.mask_extractor.float()
     return model.eval(), tokenizer
