@@ -13,6 +13,7 @@ one instance can serve many threads (the app's users).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
 from collections import OrderedDict
@@ -25,6 +26,7 @@ import torch
 
 from osprey import conversation as conv
 from osprey.model.osprey import ImageFeatures, OspreyModel
+from osprey.prefix_cache import PrefixCache, mask_digest, signature
 from osprey.processor import RegionError, prepare_masks, preprocess_image
 from sam_bridge.images import ImageLike, to_rgb
 
@@ -163,11 +165,22 @@ class _StopOnEvent:
 class Osprey:
     """Region understanding on images: describe regions, answer questions, chat."""
 
-    def __init__(self, model: OspreyModel, tokenizer, *, name: str = "", cache_size: int = 8):
+    def __init__(
+        self,
+        model: OspreyModel,
+        tokenizer,
+        *,
+        name: str = "",
+        cache_size: int = 8,
+        kv_cache_size: int = 4,
+        batch_size: int = 16,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.features = FeatureCache(cache_size)
+        self.prefix = PrefixCache(kv_cache_size)  # 0 disables prefix reuse (the plain path)
+        self.batch_size = batch_size  # regions per batched generate in describe()
         self.lock = threading.RLock()
         self.vision_calls = 0  # number of vision-tower passes (cache misses), for tests and stats
 
@@ -228,6 +241,10 @@ class Osprey:
 
     def encode_image(self, image: ImageLike) -> tuple[np.ndarray, ImageFeatures]:
         """RGB array and its features, from the cache when this image was seen before."""
+        rgb, _, feats = self._image(image)
+        return rgb, feats
+
+    def _image(self, image: ImageLike) -> tuple[np.ndarray, str, ImageFeatures]:
         rgb = to_rgb(image)
         key = image_key(rgb)
         feats = self.features.get(key)
@@ -237,7 +254,7 @@ class Osprey:
                 feats = self.model.encode_images(pixels)[0]
                 self.vision_calls += 1
             self.features.put(key, feats)
-        return rgb, feats
+        return rgb, key, feats
 
     # -- prompts -----------------------------------------------------------------------------
 
@@ -274,24 +291,10 @@ class Osprey:
 
     # -- generation --------------------------------------------------------------------------
 
-    def _generate_ids(
-        self,
-        rgb: np.ndarray,
-        feats: ImageFeatures,
-        masks: torch.Tensor,
-        ids: list[int],
-        gen: Generation,
-        streamer=None,
-        stop: threading.Event | None = None,
-    ) -> list[int]:
-        from transformers import GenerationConfig, StoppingCriteriaList
+    def _generation_config(self, gen: Generation, budget: int):
+        from transformers import GenerationConfig
 
-        model = self.model
-        input_ids = torch.tensor([ids], device=model.device)
-        budget = min(gen.max_new_tokens, self.max_length - len(ids))
-        if budget <= 0:
-            raise conv.ContextLengthError(len(ids) + 1, self.max_length)
-        config = GenerationConfig(
+        return GenerationConfig(
             max_new_tokens=budget,
             do_sample=gen.do_sample,
             temperature=gen.temperature if gen.do_sample else None,
@@ -302,7 +305,37 @@ class Osprey:
             pad_token_id=self.tokenizer.pad_token_id,
             bos_token_id=self.tokenizer.bos_token_id,
         )
+
+    def _budget(self, gen: Generation, prompt_len: int) -> int:
+        budget = min(gen.max_new_tokens, self.max_length - prompt_len)
+        if budget <= 0:
+            raise conv.ContextLengthError(prompt_len + 1, self.max_length)
+        return budget
+
+    def _signature(self, ids: list[int], key: str, masks: torch.Tensor) -> list:
+        cfg = self.model.config
+        return signature(
+            ids, key, [mask_digest(m) for m in masks], cfg.mask_token_id, cfg.pos_token_id
+        )
+
+    def _generate_ids(
+        self,
+        key: str,
+        feats: ImageFeatures,
+        masks: torch.Tensor,
+        ids: list[int],
+        gen: Generation,
+        streamer=None,
+        stop: threading.Event | None = None,
+    ) -> list[int]:
+        """Generate after ``ids``, prefilling only what the prefix cache does not hold already."""
+        from transformers import DynamicCache, StoppingCriteriaList
+
+        model = self.model
+        config = self._generation_config(gen, self._budget(gen, len(ids)))
         criteria = StoppingCriteriaList([_StopOnEvent(stop)]) if stop is not None else None
+        sig = self._signature(ids, key, masks)
+        input_ids = torch.tensor([ids], device=model.device)
         with (
             self.lock,
             torch.inference_mode(),
@@ -310,15 +343,72 @@ class Osprey:
         ):
             if gen.seed is not None:
                 torch.manual_seed(gen.seed)
+            cache, reused = self.prefix.take(key, sig)
+            cache = cache if cache is not None else DynamicCache(config=model.llm.config)
             embeds = model.prepare_inputs(input_ids, [feats], [masks])
             out = model.llm.generate(
                 inputs_embeds=embeds,
                 attention_mask=torch.ones_like(input_ids),
+                cache=cache,
                 generation_config=config,
                 streamer=streamer,
                 stopping_criteria=criteria,
             )
-        return out[0].tolist()
+            new = out[0].tolist()
+            self.prefix.reused_tokens += reused
+            self.prefix.prefilled_tokens += len(ids) - reused
+            self.prefix.put(key, sig + new[:-1], cache)  # the last token was never fed back
+        return new
+
+    def _generate_batch(
+        self, key: str, feats: ImageFeatures, masks: torch.Tensor, ids: list[int], gen: Generation
+    ) -> list[list[int]]:
+        """One prompt, many regions: the prompt's text is shared, each row gets its own region.
+        The prefix before the first region is prefilled once (or reused from the prefix cache),
+        copied to every row, and the rows decode together. Returns the new ids of each region."""
+        from transformers import DynamicCache
+
+        model, cfg = self.model, self.model.config
+        first = ids.index(cfg.mask_token_id)
+        config = self._generation_config(gen, self._budget(gen, len(ids)))
+        prefix_sig = signature(ids[:first], key, [], cfg.mask_token_id, cfg.pos_token_id)
+        results: list[list[int]] = []
+        with (
+            self.lock,
+            torch.inference_mode(),
+            torch.random.fork_rng(devices=_rng_devices(model.device)),
+        ):
+            if gen.seed is not None:
+                torch.manual_seed(gen.seed)
+            base, reused = self.prefix.take(key, [*prefix_sig, None], limit=first)
+            base = base if base is not None else DynamicCache(config=model.llm.config)
+            prefix_ids = torch.tensor([ids[:first]], device=model.device)
+            if reused < first:
+                embeds = model.prepare_inputs(prefix_ids, [feats], [masks[:0]])
+                model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
+            self.prefix.reused_tokens += reused
+            self.prefix.prefilled_tokens += first - reused
+            for start in range(0, masks.shape[0], self.batch_size):
+                chunk = masks[start : start + self.batch_size]
+                rows = chunk.shape[0]
+                cache = copy.deepcopy(base)
+                cache.batch_repeat_interleave(rows)
+                input_ids = torch.tensor([ids] * rows, device=model.device)
+                embeds = model.prepare_inputs(input_ids, [feats] * rows, [m[None] for m in chunk])
+                out = model.llm.generate(
+                    inputs_embeds=embeds,
+                    attention_mask=torch.ones_like(input_ids),
+                    cache=cache,
+                    generation_config=config,
+                )
+                results += [self._until_eos(row.tolist()) for row in out]
+                self.prefix.prefilled_tokens += rows * (len(ids) - first)
+            self.prefix.put(key, prefix_sig, base)
+        return results
+
+    def _until_eos(self, new: list[int]) -> list[int]:
+        eos = self.tokenizer.eos_token_id
+        return new[: new.index(eos) + 1] if eos in new else new
 
     def _decode(self, new_ids: list[int]) -> str:
         return self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
@@ -340,11 +430,11 @@ class Osprey:
         mask of another shape than the image, or an empty mask raises RegionError.
         """
         gen = gen or Generation()
-        rgb, feats = self.encode_image(image)
+        rgb, key, feats = self._image(image)
         region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
         turns = [conv.Turn(prompt)] if isinstance(prompt, str) else list(prompt)
         ids = self._encode_turns(turns, region_masks.shape[0], self.max_length - 1)
-        new = self._generate_ids(rgb, feats, region_masks, ids, gen, streamer, stop)
+        new = self._generate_ids(key, feats, region_masks, ids, gen, streamer, stop)
         raw = self._decode(new)
         return Answer(conv.postprocess_answer(raw, postprocess), raw, len(ids), len(new))
 
@@ -354,17 +444,25 @@ class Osprey:
         masks: Sequence[np.ndarray] | np.ndarray,
         task: str = "short",
         gen: Generation | None = None,
+        *,
+        batched: bool = True,
     ) -> list[str]:
         """One answer per region for a one-region task (``category``, ``short``, ``detailed``, ...),
-        with the original's prompts and post-processing."""
+        with the original's prompts and post-processing. Regions are decoded together in batches
+        over a shared, once-computed prompt prefix (``batched=False``: one region at a time)."""
+        gen = gen or Generation()
         message = conv.task_message(task)
         mode = "demo" if task in ("short", "detailed") else "reference"
-        rgb, _ = self.encode_image(image)
+        rgb, key, feats = self._image(image)
         region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
-        return [
-            self.generate(rgb, [m.numpy()], message, gen, postprocess=mode).text
-            for m in region_masks
-        ]
+        if region_masks.shape[0] == 0:
+            return []
+        ids = self._encode_turns([conv.Turn(message)], 1, self.max_length - 1)
+        if batched and region_masks.shape[0] > 1:
+            outs = self._generate_batch(key, feats, region_masks, ids, gen)
+        else:
+            outs = [self._generate_ids(key, feats, m[None], ids, gen) for m in region_masks]
+        return [conv.postprocess_answer(self._decode(new), mode) for new in outs]
 
     def ask(
         self,
@@ -382,10 +480,10 @@ class Osprey:
         (question, answer) pairs. Old turns that no longer fit the context are dropped (counted in
         ``Answer.dropped_turns``)."""
         gen = gen or Generation()
-        rgb, feats = self.encode_image(image)
+        rgb, key, feats = self._image(image)
         region_masks = prepare_masks(masks, rgb.shape[0], rgb.shape[1])
         ids, dropped = self._fit_chat(history, question, region_masks.shape[0])
-        new = self._generate_ids(rgb, feats, region_masks, ids, gen, streamer, stop)
+        new = self._generate_ids(key, feats, region_masks, ids, gen, streamer, stop)
         raw = self._decode(new)
         return Answer(conv.postprocess_answer(raw, "chat"), raw, len(ids), len(new), dropped)
 

@@ -23,7 +23,7 @@ def test_one_vision_pass_per_image(osp, voc):
     osp.describe(rgb, masks[:3], "category", Generation(max_new_tokens=2))
     osp.ask(rgb, masks[:2], "What is region1 doing?", gen=Generation(max_new_tokens=2))
     osp.ask(rgb.copy(), masks[:1], "And region1?", gen=Generation(max_new_tokens=2))  # same content
-    assert osp.vision_calls == 1 and osp.features.hits >= 4
+    assert osp.vision_calls == 1 and osp.features.hits >= 2
     other = np.ascontiguousarray(rgb[:, ::-1])
     osp.ask(other, None, "Is there a dog?", gen=Generation(max_new_tokens=2))
     osp.ask(rgb, None, "Is there a dog?", gen=Generation(max_new_tokens=2))
