@@ -35,8 +35,12 @@ def test_strip_answer_and_after_colon_follow_the_reference():
 def test_generation_config_greedy_and_paper_seeds():
     greedy = GenerationConfig()
     assert greedy.kwargs("q1") == {
-        "max_new_tokens": 1024, "do_sample": False, "temperature": 0.2, "top_p": 0.6, "seed": None
-    }  # fmt: skip
+        "max_new_tokens": 1024,
+        "do_sample": False,
+        "temperature": 0.2,
+        "top_p": 0.6,
+        "seed": None,
+    }
     paper = GenerationConfig.paper(seed=7)
     a, b = paper.kwargs("q1"), paper.kwargs("q2")
     assert a["do_sample"] and a["temperature"] == 0.2 and a["top_p"] == 0.6
@@ -69,12 +73,20 @@ def test_store_drops_a_torn_last_line_and_resumes(tmp_path):
 def _tasks(voc, image_path, n_images=2):
     masks = voc["masks"]
     return [
-        ImageTask(image_path, [
-            Query(f"{i}:{k}", "<image>\nWhat is <mask><pos>?", lambda im, k=k: [masks[k]], {"k": k})
-            for k in range(4)
-        ])
+        ImageTask(
+            image_path,
+            [
+                Query(
+                    f"{i}:{k}",
+                    "<image>\nWhat is <mask><pos>?",
+                    lambda im, k=k: [masks[k]],
+                    {"k": k},
+                )
+                for k in range(4)
+            ],
+        )
         for i in range(n_images)
-    ]  # fmt: skip
+    ]
 
 
 class _Interrupt(Exception):

@@ -48,8 +48,11 @@ def test_auto_resolves_to_the_installed_copy_and_explicit_names_pass_through():
 
 
 def test_semantic_similarity_identical_and_ordering(minilm):
-    ss = semantic_similarity(minilm, ["dining table", "dining table", "chair", "airplane"],
-                             ["dining table", "table", "table", "table"])  # fmt: skip
+    ss = semantic_similarity(
+        minilm,
+        ["dining table", "dining table", "chair", "airplane"],
+        ["dining table", "table", "table", "table"],
+    )
     assert ss[0] == pytest.approx(1.0, abs=1e-5)
     assert ss[0] > ss[1] > ss[3]
     assert ss[2] > ss[3]  # a chair is closer to a table than an airplane is

@@ -270,10 +270,17 @@ class MaskAP:
 
     def add_gt(self, image_id: int, mask: np.ndarray, cls: int, iscrowd: bool = False) -> None:
         rle, area, bbox = _rle(mask)
-        self.gts.append({
-            "id": len(self.gts) + 1, "image_id": image_id, "category_id": cls,
-            "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": int(iscrowd),
-        })  # fmt: skip
+        self.gts.append(
+            {
+                "id": len(self.gts) + 1,
+                "image_id": image_id,
+                "category_id": cls,
+                "segmentation": rle,
+                "area": area,
+                "bbox": bbox,
+                "iscrowd": int(iscrowd),
+            }
+        )
 
     def add_detection(self, image_id: int, mask: np.ndarray, cls: int, score: float) -> None:
         rle, _, _ = _rle(mask)
@@ -290,9 +297,12 @@ class MaskAP:
             return {"AP": nan if not self.gts else 0.0, "AP50": nan if not self.gts else 0.0}
         gt = COCO()
         gt.dataset = {
-            "info": {}, "licenses": [], "images": self.images, "annotations": self.gts,
+            "info": {},
+            "licenses": [],
+            "images": self.images,
+            "annotations": self.gts,
             "categories": [{"id": c, "name": str(c)} for c in self.things],
-        }  # fmt: skip
+        }
         with contextlib.redirect_stdout(io.StringIO()):
             gt.createIndex()
             dt = gt.loadRes(self.dets)

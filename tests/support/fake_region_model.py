@@ -38,12 +38,23 @@ class FakeRegionModel:
         union = (self.masks | mask).sum(axis=(1, 2))
         return self.names[int(np.argmax(inter / np.maximum(union, 1)))]
 
-    def generate(self, image, masks, message, *, max_new_tokens=1024, do_sample=False,
-                 temperature=0.2, top_p=0.6, seed=None) -> str:  # fmt: skip
+    def generate(
+        self,
+        image,
+        masks,
+        message,
+        *,
+        max_new_tokens=1024,
+        do_sample=False,
+        temperature=0.2,
+        top_p=0.6,
+        seed=None,
+    ) -> str:
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
         assert message.count("<mask><pos>") == len(masks)
-        self.calls.append({"message": message, "n_masks": len(masks), "seed": seed,
-                           "do_sample": do_sample})  # fmt: skip
+        self.calls.append(
+            {"message": message, "n_masks": len(masks), "seed": seed, "do_sample": do_sample}
+        )
         if masks:
             return self.prefix + " and ".join(self.name_for(m) for m in masks)
         asked = re.search(r"Is there an? (.+?) in the image", message)
