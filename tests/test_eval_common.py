@@ -170,3 +170,22 @@ def test_markdown_table_puts_paper_numbers_beside_ours():
     assert "| S-IoU | 30.00 | 38.19 |" in text
     assert "| objects | 12 | – |" in text and "- a note" in text
     assert {p.metric for p in PAPER["pope"]} >= {"random/Acc", "adversarial/Yes%"}
+
+
+def test_every_benchmark_has_arguments_a_runner_and_paper_numbers():
+    from osprey.eval import cli
+
+    assert set(cli.BENCHMARKS) == set(cli.BENCHMARK_ARGS) == set(cli.RUNNERS) == set(PAPER)
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, osprey.eval.cli, osprey.eval.judge, osprey.eval.ovseg;"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'openai', 'pycocoevalcap')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

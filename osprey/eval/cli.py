@@ -135,64 +135,81 @@ def _judge(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-timeout", type=float, default=120.0)
 
 
-def _add_benchmark_args(name: str, p: argparse.ArgumentParser) -> None:
-    if name in ("lvis", "paco"):
+def _args_classification(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        required=True,
+        help=f"{name}_val_1k_category.json (HF dataset sunshine-lwt/Osprey-ValData)",
+    )
+    _images(p, "COCO 2017 images folder (train2017 + val2017 merged)")
+    _sbert(p)
+
+
+def _args_ovseg(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, help="$DETECTRON2_DATASETS-style root (see README)")
+    p.add_argument("--panoptic-json", type=Path, help="overrides the data-root default")
+    p.add_argument(
+        "--panoptic-root",
+        type=Path,
+        help="panoptic PNG folder (default: the JSON path without .json)",
+    )
+    p.add_argument(
+        "--sem-seg-root",
+        type=Path,
+        help="semantic label PNGs for mIoU (default: "
+        "the data-root layout if present, else derived from the panoptic GT)",
+    )
+    _images(p, "image folder (overrides the data-root default)")
+    _sbert(p)
+
+
+def _args_refcocog(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        required=True,
+        help="finetune_refcocog_val_with_mask.json (HF sunshine-lwt/Osprey-ValData)",
+    )
+    _images(p, "COCO train2014 images folder")
+
+
+def _args_judged(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True, help="benchmark files (see README)")
+    _images(p, "COCO images folder")
+    if name == "ferret-bench":
         p.add_argument(
-            "--annotations",
-            type=Path,
-            required=True,
-            help=f"{name}_val_1k_category.json (HF dataset sunshine-lwt/Osprey-ValData)",
+            "--subset", nargs="+", choices=["caption", "reason"], default=["caption", "reason"]
         )
-        _images(p, "COCO 2017 images folder (train2017 + val2017 merged)")
-        _sbert(p)
-    elif name in ("cityscapes", "ade20k"):
-        p.add_argument(
-            "--data-root", type=Path, help="$DETECTRON2_DATASETS-style root (see README)"
-        )
-        p.add_argument("--panoptic-json", type=Path, help="overrides the data-root default")
-        p.add_argument(
-            "--panoptic-root",
-            type=Path,
-            help="panoptic PNG folder (default: the JSON path without .json)",
-        )
-        p.add_argument(
-            "--sem-seg-root",
-            type=Path,
-            help="semantic label PNGs for mIoU "
-            "(default: data-root layout if present, else derived from the panoptic GT)",
-        )
-        _images(p, "image folder (overrides the data-root default)")
-        _sbert(p)
-    elif name == "refcocog":
-        p.add_argument(
-            "--annotations",
-            type=Path,
-            required=True,
-            help="finetune_refcocog_val_with_mask.json (HF sunshine-lwt/Osprey-ValData)",
-        )
-        _images(p, "COCO train2014 images folder")
-    elif name in ("description", "ferret-bench"):
-        p.add_argument("--data-dir", type=Path, required=True, help="benchmark files (see README)")
-        _images(p, "COCO images folder")
-        if name == "ferret-bench":
-            p.add_argument(
-                "--subset", nargs="+", choices=["caption", "reason"], default=["caption", "reason"]
-            )
-        _judge(p)
-    elif name == "pope":
-        p.add_argument(
-            "--data-dir",
-            type=Path,
-            required=True,
-            help="folder with coco_pope_{random,popular,adversarial}.json",
-        )
-        p.add_argument(
-            "--split",
-            nargs="+",
-            choices=["random", "popular", "adversarial"],
-            default=["random", "popular", "adversarial"],
-        )
-        _images(p, "COCO val2014 images folder")
+    _judge(p)
+
+
+def _args_pope(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="folder with coco_pope_{random,popular,adversarial}.json",
+    )
+    p.add_argument(
+        "--split",
+        nargs="+",
+        choices=["random", "popular", "adversarial"],
+        default=["random", "popular", "adversarial"],
+    )
+    _images(p, "COCO val2014 images folder")
+
+
+BENCHMARK_ARGS = {
+    "lvis": _args_classification,
+    "paco": _args_classification,
+    "cityscapes": _args_ovseg,
+    "ade20k": _args_ovseg,
+    "refcocog": _args_refcocog,
+    "description": _args_judged,
+    "ferret-bench": _args_judged,
+    "pope": _args_pope,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, help_text in BENCHMARKS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _add_benchmark_args(name, p)
+        BENCHMARK_ARGS[name](name, p)
         _common(p, name)
     return parser
 

@@ -233,6 +233,20 @@ def load_description(
     return _group(pairs), items
 
 
+def _ferret_side(data_dir: Path, subset: str) -> dict[str, dict[Any, dict]]:
+    """Ferret's question / context / answer rows of a subset, each by question id."""
+    side = {}
+    for part in ("question", "context", "answer"):
+        name = f"refer_{subset}/{part}.jsonl"
+        rows = read_jsonl(
+            Path(data_dir) / name,
+            f"Ferret-Bench {subset} {part}s",
+            FERRET_SOURCE["ferret"].format(name=name),
+        )
+        side[part] = {r["question_id"]: r for r in rows}
+    return side
+
+
 def load_ferret(
     data_dir: Path, images: Path, subsets: Sequence[str], limit: int | None
 ) -> tuple[list[ImageTask], list[JudgeItem]]:
@@ -240,25 +254,16 @@ def load_ferret(
     ``refer_{subset}/{question,context,answer}.jsonl`` (judge side)."""
     pairs, items = [], []
     for subset in subsets:
-        category = FERRET_SUBSETS[subset]
-        name = f"box_refer_{subset}.json"
+        category, name = FERRET_SUBSETS[subset], f"box_refer_{subset}.json"
         ours = read_json(
             Path(data_dir) / name,
             f"Ferret-Bench {subset} questions",
             FERRET_SOURCE["osprey"].format(name=name),
         )
-        side = {}
-        for part in ("question", "context", "answer"):
-            path = Path(data_dir) / f"refer_{subset}" / f"{part}.jsonl"
-            rows = read_jsonl(
-                path,
-                f"Ferret-Bench {subset} {part}s",
-                FERRET_SOURCE["ferret"].format(name=f"refer_{subset}/{part}.jsonl"),
-            )
-            side[part] = {r["question_id"]: r for r in rows}
+        side = _ferret_side(data_dir, subset)
         for q in ours[:limit] if limit else ours:
             k = q["question_id"]
-            if not all(k in side[p] for p in side):
+            if not all(k in rows for rows in side.values()):
                 raise DataError(
                     f"Ferret-Bench {subset} question {k} is missing from Ferret's files"
                 )
