@@ -1,0 +1,1 @@
+"""Helpers shared by tests: fakes and fixtures for real local services."""
