@@ -120,6 +120,34 @@ def test_nearest_other_class_on_the_voc_masks(voc, voc_names):
         assert gaps[chosen] == pytest.approx(min(gaps.values()), abs=1e-3)
 
 
+class _CountingMasks:
+    def __init__(self, masks):
+        self.masks, self.seen = masks, set()
+
+    def __len__(self):
+        return len(self.masks)
+
+    def __getitem__(self, j):
+        self.seen.add(j)
+        return self.masks[j]
+
+
+def test_box_pruning_gives_the_same_answer_and_skips_far_objects(voc):
+    masks, classes = list(voc["masks"]), [voc["class_names"][c] for c in voc["labels"]]
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()])
+    looked_at = 0
+    for target in range(len(masks)):
+        counting = _CountingMasks(masks)
+        assert nearest_other(target, counting, classes, boxes) == nearest_other(
+            target, masks, classes
+        )
+        looked_at += len(counting.seen)
+    assert looked_at < len(masks) * len(masks) / 2  # far objects are never decoded
+
+
 def test_nearest_other_needs_another_class(voc):
     masks = list(voc["masks"][1:9])  # the eight chairs
     assert nearest_other(0, masks, ["chair"] * 8) is None

@@ -104,20 +104,38 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.mean(), ys.mean()])
 
 
-def nearest_other(target: int, masks: Sequence[np.ndarray], classes: Sequence[str]) -> int | None:
+def box_gap(a: Sequence[float], b: Sequence[float]) -> float:
+    """A lower bound of the pixel distance between two masks from their COCO (x, y, w, h)
+    boxes (one pixel of slack for rasterisation)."""
+    dx = max(b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]), 0.0)
+    dy = max(b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]), 0.0)
+    return max(float(np.hypot(dx, dy)) - 1.0, 0.0)
+
+
+def nearest_other(
+    target: int,
+    masks: Sequence[np.ndarray],
+    classes: Sequence[str],
+    boxes: Sequence[Sequence[float]] | None = None,
+) -> int | None:
     """Index of the object nearest to ``masks[target]`` whose class differs from its class.
 
     Distance is the smallest pixel distance between the two masks (0 when they touch or
     overlap); ties go to the nearer centroid. None when no other class is in the image.
+    ``masks`` is indexed lazily; with ``boxes`` (COCO x, y, w, h), objects whose boxes are
+    farther than the best mask distance found are never looked at (crowded LVIS images).
     """
-    others = [j for j, m in enumerate(masks) if classes[j] != classes[target] and m.any()]
+    others = [j for j in range(len(classes)) if classes[j] != classes[target]]
+    bound = (lambda j: box_gap(boxes[target], boxes[j])) if boxes is not None else (lambda j: 0.0)
     if not others or not masks[target].any():
         return None
-    distance = _distance_to(masks[target])
-    center = _centroid(masks[target])
-
-    def key(j: int) -> tuple[float, float, int]:
-        gap = float(distance[masks[j]].min())
-        return gap, float(np.linalg.norm(_centroid(masks[j]) - center)), j
-
-    return min(others, key=key)
+    distance, center = _distance_to(masks[target]), _centroid(masks[target])
+    best: tuple[float, float, int] | None = None
+    for j in sorted(others, key=bound):
+        if best is not None and bound(j) > best[0]:
+            break  # every remaining box is farther than the best mask already found
+        if masks[j].any():
+            gap = float(distance[masks[j]].min())
+            key = (gap, float(np.linalg.norm(_centroid(masks[j]) - center)), j)
+            best = key if best is None else min(best, key)
+    return None if best is None else best[2]

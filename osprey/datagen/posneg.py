@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -45,17 +45,35 @@ def _polarities(n: int, rng: random.Random) -> list[bool]:
     return flags
 
 
+class LazyMasks:
+    """The image's instance masks, each decoded on first access (spatial negatives look at a
+    few objects near the target only)."""
+
+    def __init__(self, image: ImageEntry):
+        self.image = image
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.image.instances)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index not in self._cache:
+            inst, image = self.image.instances[index], self.image
+            self._cache[index] = decode_segmentation(inst.segmentation, image.height, image.width)
+        return self._cache[index]
+
+
 def _negative(
     target: int,
     image: ImageEntry,
-    masks: Callable[[], list[np.ndarray]],
+    masks: LazyMasks,
     sampler: SimilarNames,
     rng: random.Random,
     spatial_prob: float,
 ) -> str | None:
     classes = [short_name(i.category) for i in image.instances]
     if rng.random() < spatial_prob:
-        nearest = nearest_other(target, masks(), classes)
+        nearest = nearest_other(target, masks, classes, [i.bbox for i in image.instances])
         if nearest is not None:
             return classes[nearest]
     similar = sampler.sample(image.instances[target].category, rng)
@@ -70,16 +88,7 @@ def posneg_conversation(
     spatial_prob: float = 0.5,
 ) -> list[dict[str, Any]]:
     """One question per chosen instance (indices into ``image.instances``), in order."""
-    decoded: list[np.ndarray] = []
-
-    def masks() -> list[np.ndarray]:  # decoded once, only if a spatial negative is asked for
-        if not decoded:
-            decoded.extend(
-                decode_segmentation(i.segmentation, image.height, image.width)
-                for i in image.instances
-            )
-        return decoded
-
+    masks = LazyMasks(image)
     turns: list[dict[str, Any]] = []
     for k, (target, positive) in enumerate(zip(chosen, _polarities(len(chosen), rng)), 1):
         category = short_name(image.instances[target].category)

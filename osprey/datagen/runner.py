@@ -312,6 +312,8 @@ def format_summary(stats: RunStats, prices: tuple[float, float]) -> str:
         lines.append(
             f"  failed requests: {_counts(stats.api_errors)} (not recorded; the next run retries)"
         )
+    if not any(all_):
+        return "\n".join(lines)  # no LLM involved
     for label, (p, c) in (("this run", now), ("all runs", all_)):
         lines.append(
             f"  tokens {label}: {p:,} prompt + {c:,} completion, "
