@@ -11,7 +11,6 @@ the published layout, in the items' order.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -139,10 +138,9 @@ class JsonlStore:
             entry |= {"reason": outcome.reason, "detail": outcome.detail, "reply": outcome.reply}
         entry["usage"] = [outcome.prompt_tokens, outcome.completion_tokens]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One line per open/close: a killed run loses at most a torn last line (repaired on load).
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
         self._add(entry)
 
 
