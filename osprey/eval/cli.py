@@ -43,13 +43,45 @@ BENCHMARKS = {
 # model and judge loading (injected in tests)
 
 
+class OspreyRegionModel:
+    """``osprey.Osprey`` seen through the :class:`RegionModel` protocol: raw decoded answers."""
+
+    def __init__(self, osprey: Any):
+        self.osprey = osprey
+
+    def generate(
+        self,
+        image: Any,
+        masks: Any,
+        message: str,
+        *,
+        max_new_tokens: int = 1024,
+        do_sample: bool = False,
+        temperature: float = 0.2,
+        top_p: float = 0.6,
+        seed: int | None = None,
+    ) -> str:
+        from osprey.pipeline import Generation
+
+        gen = Generation(max_new_tokens, do_sample, temperature, top_p, seed)
+        return self.osprey.generate(image, list(masks) or None, message, gen).raw
+
+
 def load_model(args: argparse.Namespace) -> RegionModel:
-    """The real model: ``osprey.Osprey.from_pretrained`` (imported only when a run needs it)."""
+    """The real model: ``osprey.Osprey.from_pretrained`` (imported only when a run needs it).
+    Registry names (``osprey-7b``, ``tiny-random``, ...) and checkpoint directories both work."""
+    from osprey.hub import CheckpointNotFound
+    from osprey.pipeline import Osprey
+
+    if args.model is None:
+        raise DataError("no --model given and no --predictions file to score")
     try:
-        from osprey import Osprey  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise DataError(f"cannot import osprey.Osprey to load {args.model!r}: {exc}") from exc
-    return Osprey.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+        osp = Osprey.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    except CheckpointNotFound as exc:
+        raise DataError(str(exc)) from exc
+    if osp.untrained:
+        print("[tiny-random: untrained weights, the scores are meaningless]", file=sys.stderr)
+    return OspreyRegionModel(osp)
 
 
 def load_judge(args: argparse.Namespace) -> Any:
