@@ -198,35 +198,49 @@ class Osprey:
         download: bool = True,
         cache_size: int = 8,
         attn_implementation: str = "sdpa",
+        quantize: str | None = None,
     ) -> Osprey:
         """Load a registry model (downloaded into ``checkpoints_dir`` on first use) or a checkpoint
-        directory in either format. ``tiny-random`` builds the tiny model in-process."""
+        directory in either format. ``tiny-random`` builds the tiny model in-process.
+        ``quantize``: ``"8bit"`` or ``"4bit"`` LLM weights (bitsandbytes) for small GPUs."""
         from osprey import hub
-        from osprey.checkpoint import checkpoint_kind, load_osprey, place
+        from osprey.checkpoint import checkpoint_kind, load_osprey
 
         if str(name_or_path) == "tiny-random":
-            return cls.tiny(device=device, dtype=dtype, cache_size=cache_size)
+            return cls.tiny(device=device, dtype=dtype, cache_size=cache_size, quantize=quantize)
         dev = resolve_device(device)
         dt = resolve_dtype(dev, dtype)
         ckpt_dir = Path(checkpoints_dir) if checkpoints_dir else hub.DEFAULT_CHECKPOINTS
         path = hub.resolve_model_dir(name_or_path, ckpt_dir, download=download)
         if clip_path is None and checkpoint_kind(path) == "original" and not _embeds_tower(path):
             clip_path = hub.find_clip(ckpt_dir, download=download)
+        load_device = "cpu" if quantize else dev  # quantized layers move to the device one by one
         model, tokenizer = load_osprey(
-            path, device=dev, dtype=dt, clip_path=clip_path, attn_implementation=attn_implementation
+            path,
+            device=load_device,
+            dtype=dt,
+            clip_path=clip_path,
+            attn_implementation=attn_implementation,
         )
-        place(model, dev, dt)
+        _place(model, dev, dt, quantize)
         return cls(model, tokenizer, name=str(name_or_path), cache_size=cache_size)
 
     @classmethod
-    def tiny(cls, seed: int = 0, *, device=None, dtype=None, cache_size: int = 8) -> Osprey:
+    def tiny(
+        cls,
+        seed: int = 0,
+        *,
+        device=None,
+        dtype=None,
+        cache_size: int = 8,
+        quantize: str | None = None,
+    ) -> Osprey:
         """The tiny random-weight model (answers are meaningless), CPU fp32 unless told otherwise."""
-        from osprey.checkpoint import place
         from osprey.tiny import build_tiny
 
         model, tokenizer = build_tiny(seed)
         dev = torch.device(device) if device not in (None, "auto") else torch.device("cpu")
-        place(model, dev, resolve_dtype(dev, dtype) if dtype else torch.float32)
+        _place(model, dev, resolve_dtype(dev, dtype) if dtype else torch.float32, quantize)
         return cls(model, tokenizer, name="tiny-random", cache_size=cache_size)
 
     @property
@@ -531,6 +545,24 @@ class Osprey:
         with self.lock, torch.inference_mode():
             out = self.model(input_ids, features=[feats], masks=[region_masks])
         return out.logits[0].float()
+
+
+def _place(
+    model: OspreyModel, device: torch.device, dtype: torch.dtype, quantize: str | None
+) -> None:
+    from osprey.checkpoint import place
+    from osprey.model.llm import reset_rotary
+
+    if not quantize:
+        place(model, device, dtype)
+        return
+    from osprey.quantize import quantize_llm
+
+    model.to(dtype=dtype)
+    quantize_llm(model.llm, quantize, device, compute_dtype=dtype)
+    model.to(device)  # the rest; quantized weights are already there
+    model.mask_extractor.float()
+    reset_rotary(model.llm, device)
 
 
 def _rng_devices(device: torch.device) -> list:
