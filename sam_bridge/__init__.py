@@ -16,6 +16,9 @@ _EXPORTS = {
     "Prediction": "predictor",
     "Candidate": "predictor",
     "ImageKey": "predictor",
+    "AutoMask": "everything",
+    "segment_everything": "everything",
+    "mask_at": "everything",
     "CacheStats": "cache",
     "build_sam": "build",
     "build_tiny_sam": "build",
@@ -35,6 +38,7 @@ _EXPORTS = {
 __all__ = [
     "CHECKPOINTS",
     "MODEL_TYPES",
+    "AutoMask",
     "CacheStats",
     "Candidate",
     "CheckpointError",
@@ -50,6 +54,8 @@ __all__ = [
     "build_tiny_sam",
     "download_checkpoint",
     "ensure_checkpoint",
+    "mask_at",
+    "segment_everything",
     "verify_checkpoint",
 ]
 
@@ -65,6 +71,7 @@ if TYPE_CHECKING:
         verify_checkpoint,
     )
     from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
+    from sam_bridge.everything import AutoMask, mask_at, segment_everything
     from sam_bridge.images import ImageError
     from sam_bridge.masks import MaskError
     from sam_bridge.predictor import Candidate, ImageKey, Prediction, SamBridge
