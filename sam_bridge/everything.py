@@ -55,8 +55,12 @@ class _CachedPredictor(SamPredictor):
         self._full_shape = full_shape
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        embedding = self._bridge._embed(image, cache=image.shape == self._full_shape)
-        self._bridge._restore(embedding, self)
+        emb = self._bridge._embed(image, cache=image.shape == self._full_shape)
+        self.reset_image()
+        self.features = emb.features  # SamPredictor's own fields for its "current image"
+        self.original_size = emb.original_size
+        self.input_size = emb.input_size
+        self.is_image_set = True
 
 
 def _check_options(

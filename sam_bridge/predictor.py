@@ -1,10 +1,10 @@
 """SamBridge: set an image once, then answer any number of clicks and boxes from its cached embedding.
 
-A thin layer over segment_anything's ``SamPredictor``: the image encoder runs once per image (the
-embedding is cached by image content, LRU, shared by every user); a click runs only the prompt
-encoder and the mask decoder. ``SamPredictor`` keeps one "current image"; the bridge never relies
-on it between calls: under one lock it restores the cached features and geometry of the image a
-request is about, then calls ``predict_torch``.
+A thin layer over segment_anything: ``SamPredictor`` encodes each image once (the embedding is
+cached by image content, LRU, shared by every user, together with the image's geometry); a click
+runs only SAM's prompt encoder, mask decoder and mask upscaling on the cached features of the image
+it is about. SamPredictor's single "current image" is never relied on between calls, so users
+can alternate images freely.
 
 Coordinates in and out are the image's own pixels (see :mod:`sam_bridge.prompts`); masks are
 boolean (H, W) arrays of the image given.
@@ -165,6 +165,7 @@ class SamBridge:
         self._cache = EmbeddingCache(cache_size)
         self._lock = threading.RLock()
         self._encodes = 0
+        self._image_pe: torch.Tensor | None = None
 
     # construction ------------------------------------------------------------------------------
 
@@ -343,33 +344,53 @@ class SamBridge:
         self._encodes += 1
         return emb
 
-    def _restore(self, emb: Embedding, predictor: SamPredictor | None = None) -> None:
-        """Lock held. Make ``emb`` the predictor's current image (SamPredictor's own fields)."""
-        p = predictor if predictor is not None else self._predictor
-        p.reset_image()
-        p.features, p.original_size, p.input_size = emb.features, emb.original_size, emb.input_size
-        p.is_image_set = True
+    def _dense_pe(self) -> torch.Tensor:
+        """Lock held. The prompt encoder's positional encoding of the 64x64 embedding grid.
 
-    def _decode(
-        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None, multimask: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Lock held. -> masks bool (C, H, W), scores float32 (C,), logits float32 (C, 256, 256)."""
-        self._restore(emb)
+        It depends on the model only; ``SamPredictor.predict_torch`` recomputes it on every call
+        (tens of ms on a 2-core CPU), the bridge once.
+        """
+        if self._image_pe is None:
+            self._image_pe = self.model.prompt_encoder.get_dense_pe()  # (1, C, 64, 64)
+        return self._image_pe
+
+    def _prompt_tensors(
+        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None
+    ) -> dict[str, Any]:
+        """The prompt in SAM's 1024 frame (SamPredictor's ResizeLongestSide), as model inputs."""
         transform, dev = self._predictor.transform, self.device
-        coords = labels = boxes = masks_in = None
+        points = boxes = masks = None
         if prompt.points is not None:
             xy = transform.apply_coords(prompt.points, emb.original_size)
             coords = torch.as_tensor(xy, dtype=torch.float, device=dev)[None]  # (1, N, 2)
             labels = torch.as_tensor(prompt.labels, dtype=torch.int, device=dev)[None]  # (1, N)
+            points = (coords, labels)
         if prompt.box is not None:
             xyxy = transform.apply_boxes(prompt.box[None], emb.original_size)
             boxes = torch.as_tensor(xyxy, dtype=torch.float, device=dev)  # (1, 4)
         if mask_input is not None:
-            masks_in = torch.as_tensor(mask_input, device=dev)[None, None]  # (1, 1, 256, 256)
-        masks, scores, logits = self._predictor.predict_torch(
-            coords, labels, boxes, masks_in, multimask_output=multimask
-        )
-        self._predictor.reset_image()
+            masks = torch.as_tensor(mask_input, device=dev)[None, None]  # (1, 1, 256, 256)
+        return {"points": points, "boxes": boxes, "masks": masks}
+
+    def _decode(
+        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None, multimask: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lock held. SAM's prompt encoder, mask decoder and upscaling on a cached embedding, as in
+        ``SamPredictor.predict_torch`` but with explicit features and geometry.
+
+        -> masks bool (C, H, W), scores float32 (C,), low-res logits float32 (C, 256, 256).
+        """
+        sam = self.model
+        sparse, dense = sam.prompt_encoder(**self._prompt_tensors(emb, prompt, mask_input))
+        logits, scores = sam.mask_decoder(
+            image_embeddings=emb.features,
+            image_pe=self._dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )  # (1, C, 256, 256), (1, C)
+        masks = sam.postprocess_masks(logits, emb.input_size, emb.original_size)  # (1, C, H, W)
+        masks = masks > sam.mask_threshold
         return (
             masks[0].cpu().numpy(),
             scores[0].float().cpu().numpy(),

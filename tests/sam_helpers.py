@@ -127,7 +127,8 @@ class FakeDecoder:
                     logits[b, k, row, col] = value
         self.outputs.append(logits)
         iou = np.tile(np.asarray(scores, np.float32), (batch, 1))
-        return torch.from_numpy(logits), torch.from_numpy(iou)
+        device = sparse_prompt_embeddings.device
+        return torch.from_numpy(logits).to(device), torch.from_numpy(iou).to(device)
 
 
 def fake_decoder(monkeypatch, bridge, **options: Any) -> FakeDecoder:

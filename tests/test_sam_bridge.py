@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from sam_helpers import count_encoder, fake_decoder, photo, spy_prompts
+from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from sam_bridge import (
@@ -140,6 +141,35 @@ def test_cached_embedding_gives_the_same_masks_as_a_fresh_encoding(voc):
     for x, y, z in zip(first.candidates, again.candidates, fresh.candidates):
         assert np.array_equal(x.mask, y.mask) and np.array_equal(x.mask, z.mask)
         assert x.score == pytest.approx(z.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("height_width", [(375, 500), (200, 37)])
+def test_same_answers_as_segment_anythings_own_predictor(voc, height_width):
+    """Cached features + explicit geometry give exactly what SamPredictor.predict gives."""
+    image = photo(voc["rgb"], *height_width)
+    h, w = height_width
+    points, labels = np.array([[w // 3, h // 2], [w - 3, 2]]), np.array([1, 0])
+    box = np.array([1, 1, w - 2, h - 2])
+    bridge = SamBridge.tiny()
+    reference = SamPredictor(bridge.model)
+    reference.set_image(image)
+    bridge.predict(load_image(EXAMPLES / "rocket.jpg"), points=[(3, 3)])  # another image between
+    first = bridge.predict(image, points=points, labels=labels, box=box, multimask=True)
+    masks, scores, logits = reference.predict(points, labels, box, multimask_output=True)
+    order = np.argsort(-scores, kind="stable")
+    for c, i in zip(first.candidates, order):
+        assert np.array_equal(c.mask, masks[i]) and c.score == pytest.approx(
+            float(scores[i]), abs=1e-6
+        )
+        np.testing.assert_allclose(c.logits, logits[i], atol=1e-5)
+    previous = first.candidates[0].logits
+    refined = bridge.predict(
+        image, points=points, labels=labels, previous=previous, multimask=False
+    )
+    masks, scores, _ = reference.predict(
+        points, labels, mask_input=previous[None], multimask_output=False
+    )
+    assert np.array_equal(refined.candidates[0].mask, masks[0])
 
 
 def test_threads_sharing_one_bridge_each_get_their_own_image(monkeypatch, voc):
@@ -463,6 +493,42 @@ def test_bf16_autocast_on_cpu_encodes_in_bf16_and_decodes_in_fp32(voc, monkeypat
     assert pred.best.logits.dtype == np.float32
     agreement = np.mean(pred.candidates[0].mask == fp32.candidates[0].mask)
     assert agreement > 0.9  # same model, lower precision encoder
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU)
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@CUDA
+def test_cuda_matches_cpu(voc):
+    cpu = SamBridge.tiny(device="cpu").predict(voc["rgb"], points=[(250, 180)], multimask=True)
+    gpu = SamBridge.tiny(device="cuda", dtype="float32")
+    pred = gpu.predict(voc["rgb"], points=[(250, 180)], multimask=True)
+    for a, b in zip(cpu.candidates, pred.candidates):
+        np.testing.assert_allclose(a.logits, b.logits, atol=2e-3)
+        assert np.mean(a.mask == b.mask) > 0.999
+    assert gpu.device.type == "cuda" and gpu.autocast_dtype is None
+
+
+@pytest.mark.gpu
+@CUDA
+def test_cuda_auto_precision_caches_and_keeps_geometry(monkeypatch, voc):
+    bridge = SamBridge.tiny(device="auto", dtype="auto")
+    assert bridge.device.type == "cuda"
+    assert bridge.autocast_dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
+    encoder = count_encoder(monkeypatch, bridge)
+    fake_decoder(monkeypatch, bridge)
+    image = photo(voc["rgb"], 200, 37)
+    for x, y in clicks_for(200, 37):
+        mask = bridge.predict(image, points=[(x, y)], multimask=False).best.mask
+        assert mask.shape == (200, 37) and mask[y, x]
+    assert encoder.calls == 1
+    found = bridge.everything(image, points_per_side=2, pred_iou_thresh=0, stability_score_thresh=0)
+    assert found and all(m.rle["size"] == [200, 37] for m in found)
+    assert encoder.calls == 1
 
 
 # ---------------------------------------------------------------------------------------------
