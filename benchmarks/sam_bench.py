@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from segment_anything import SamPredictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dtypes", nargs="+", default=None, help="default: float32 bfloat16")
     parser.add_argument("--image", type=Path, default=REPO / "examples" / "astronaut.jpg")
+    parser.add_argument(
+        "--long-side", type=int, help="resize the image to this long side first (e.g. 4032: 12 MP)"
+    )
     parser.add_argument("--encodes", type=int, default=3, help="distinct images encoded per row")
     parser.add_argument("--clicks", type=int, default=50)
     parser.add_argument("--baseline-clicks", type=int, default=3, help="0 skips the baseline")
@@ -170,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     image = load_image(args.image)
+    if args.long_side:
+        h, w = image.shape[:2]
+        size = (round(w * args.long_side / max(h, w)), round(h * args.long_side / max(h, w)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
     rows, baselines = [], []
     for model_type in args.models:
         sam = build_sam(model_type)  # random weights, built once per model
