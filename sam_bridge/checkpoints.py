@@ -157,8 +157,13 @@ def download_checkpoint(
     renamed atomically; on any failure the temporary file is removed and the target is untouched.
     """
     dest = Path(checkpoints_dir) / spec.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent
+        )
+    except OSError as exc:
+        raise CheckpointError(f"cannot write to {dest.parent}: {exc}") from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as resp:

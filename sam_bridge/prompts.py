@@ -2,7 +2,9 @@
 
 Conventions (SAM's): a point is ``(x, y)`` = (column, row) in pixels of the original image; label
 1 is a positive click ("this"), 0 a negative one ("not this"). A box is ``(x0, y0, x1, y1)`` with
-the same axes. Sub-pixel floats are fine. Pure numpy: no torch here.
+the same axes. Sub-pixel floats are fine. SAM maps points into its 1024-pixel frame by scaling
+alone (``ResizeLongestSide.apply_coords``), so an integer click lands inside its own pixel (at its
+top-left corner: at most half a pixel from the centre), never in a neighbour. Pure numpy: no torch.
 """
 
 from __future__ import annotations

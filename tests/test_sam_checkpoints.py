@@ -198,6 +198,14 @@ def test_http_errors_are_checkpoint_errors(served, tmp_path):
         download_checkpoint(missing, tmp_path, progress=False)
 
 
+def test_an_unwritable_folder_is_a_checkpoint_error(served, tmp_path):
+    _server, spec, _ = served
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="cannot write"):
+        download_checkpoint(spec, blocker / "ckpt", progress=False)
+
+
 def test_no_download_when_not_allowed(tmp_path):
     with pytest.raises(CheckpointError, match=r"dl\.fbaipublicfiles\.com") as info:
         ensure_checkpoint("vit_b", tmp_path, download=False)
