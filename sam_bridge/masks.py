@@ -124,3 +124,27 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     if rows.size == 0:
         return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    """Pixel count of a compressed COCO RLE (no decoding)."""
+    return int(mask_utils.area(_coco_rle(rle)))
+
+
+def rle_box(rle: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """Tight box (x0, y0, x1, y1) of a compressed COCO RLE, exclusive like :func:`mask_box`;
+    None when empty. No decoding."""
+    if rle_area(rle) == 0:
+        return None
+    x, y, w, h = (int(v) for v in mask_utils.toBbox(_coco_rle(rle)))
+    return x, y, x + w, y + h
+
+
+def _coco_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    """JSON-style RLE (str counts) -> the bytes form pycocotools' C functions expect."""
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        counts = counts.encode()
+    elif not isinstance(counts, bytes):
+        raise MaskError("rle_area / rle_box need a compressed RLE (str or bytes counts)")
+    return {"size": [int(v) for v in rle["size"]], "counts": counts}

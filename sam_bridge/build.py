@@ -1,0 +1,180 @@
+"""Build SAM models: the released architectures with a safe, strict weight load, and a tiny
+random-weight SAM for tests and offline development; plus the device / precision choice.
+
+Models come from segment_anything's own registry and modeling classes. Its builders would call
+``torch.load`` on the checkpoint themselves (full pickle); we build with ``checkpoint=None`` and
+load the state dict here with ``weights_only=True`` and ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+from segment_anything import sam_model_registry
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+
+from sam_bridge.checkpoints import MODEL_TYPES
+from sam_bridge.errors import CheckpointError, SamBridgeError
+
+# SAM's input geometry (fixed by the released weights; the tiny model keeps it so tests see the
+# real 1024-pixel frame and the real 256x256 low-resolution logits).
+IMAGE_SIZE = 1024
+PATCH_SIZE = 16
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# device and precision
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` / ``"auto"`` -> CUDA if available, else MPS, else CPU; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SamBridgeError(f"device {dev} requested but CUDA is not available")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SamBridgeError(f"device {dev} requested but MPS is not available")
+    return dev
+
+
+def resolve_autocast_dtype(
+    dtype: str | torch.dtype | None, device: torch.device
+) -> torch.dtype | None:
+    """The autocast dtype to run SAM under, or None for plain float32 (weights stay float32).
+
+    ``None`` / ``"auto"``: bfloat16 on a CUDA device that supports it, float32 elsewhere (CPU
+    bfloat16 halves the encoder time but is opt-in). bfloat16 is allowed on CPU and CUDA, float16 on
+    CUDA only; MPS runs float32.
+    """
+    if dtype is None or dtype == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    resolved = _DTYPES.get(dtype) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.float32, torch.bfloat16, torch.float16):
+        raise SamBridgeError(f"unsupported dtype {dtype!r}; use float32, bfloat16 or float16")
+    if resolved == torch.float32:
+        return None
+    allowed = ("cpu", "cuda") if resolved == torch.bfloat16 else ("cuda",)
+    if device.type not in allowed:
+        raise SamBridgeError(f"{resolved} autocast is not supported on {device.type}; use float32")
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------
+# builders
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refusals, truncated zip archives, ...
+        raise CheckpointError(f"cannot read {path} as a SAM state dict: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a plain state dict of tensors")
+    return state
+
+
+def load_weights(sam: Sam, path: str | Path, model_type: str = "?") -> Sam:
+    """Load a state dict into ``sam`` strictly; explain missing, unexpected or mis-shaped keys."""
+    state = _read_state_dict(Path(path))
+    own = sam.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path} does not fit SAM {model_type}: {len(missing)} missing keys {missing[:3]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(wrong)} shape mismatches "
+            f"{wrong[:3]}. Is it the checkpoint of another model type?"
+        )
+    sam.load_state_dict(state, strict=True)
+    return sam
+
+
+def build_sam(model_type: str, checkpoint: str | Path | None = None) -> Sam:
+    """The released SAM architecture ``model_type`` (vit_b / vit_l / vit_h), in eval mode on CPU.
+
+    With ``checkpoint=None`` the weights are random (benchmarks, shape checks).
+    """
+    if model_type not in MODEL_TYPES:
+        raise SamBridgeError(
+            f"unknown SAM model type {model_type!r}; choose from {list(MODEL_TYPES)}"
+        )
+    sam = sam_model_registry[model_type](checkpoint=None)
+    if checkpoint is not None:
+        load_weights(sam, checkpoint, model_type)
+    return sam.eval()
+
+
+def build_tiny_sam(seed: int = 0, width: int = 32, depth: int = 2) -> Sam:
+    """A tiny random-weight SAM (untrained: its masks are meaningless) with the real geometry.
+
+    Same structure as segment_anything's builder, toy widths: a ``depth``-block ViT of ``width``
+    channels on 16-pixel patches of the 1024-pixel input, prompt embeddings of ``width``, one
+    two-way transformer layer. Output shapes match the released models: 64x64 embeddings and
+    256x256 low-resolution logits. Deterministic for a given ``seed``.
+    """
+    grid = IMAGE_SIZE // PATCH_SIZE
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        sam = Sam(
+            image_encoder=ImageEncoderViT(
+                img_size=IMAGE_SIZE,
+                patch_size=PATCH_SIZE,
+                embed_dim=width,
+                depth=depth,
+                num_heads=2,
+                mlp_ratio=2,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                qkv_bias=True,
+                use_rel_pos=True,
+                window_size=14,
+                global_attn_indexes=(),
+                out_chans=width,
+            ),
+            prompt_encoder=PromptEncoder(
+                embed_dim=width,
+                image_embedding_size=(grid, grid),
+                input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+                mask_in_chans=8,
+            ),
+            mask_decoder=MaskDecoder(
+                num_multimask_outputs=3,
+                transformer=TwoWayTransformer(
+                    depth=1, embedding_dim=width, mlp_dim=2 * width, num_heads=2
+                ),
+                transformer_dim=width,
+                iou_head_depth=2,
+                iou_head_hidden_dim=width,
+            ),
+            pixel_mean=list(PIXEL_MEAN),
+            pixel_std=list(PIXEL_STD),
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return sam.eval()

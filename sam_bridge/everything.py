@@ -1,0 +1,163 @@
+"""Segment everything: SAM's automatic mask generator over a grid of points, plus a helper that
+picks the smallest mask under a click.
+
+The generator is segment_anything's own ``SamAutomaticMaskGenerator``; it is handed a predictor
+whose ``set_image`` takes the full image's embedding from the bridge's cache, so "everything" after
+a few clicks (or clicks after "everything") encode the image once. Crops (``crop_n_layers > 0``)
+are encoded afresh and not cached, so they never push users' images out of the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+
+from sam_bridge.errors import SamBridgeError
+from sam_bridge.images import ImageLike
+from sam_bridge.masks import decode_rle, rle_area, rle_box
+
+if TYPE_CHECKING:
+    from sam_bridge.predictor import SamBridge
+
+
+@dataclass(frozen=True, eq=False)
+class AutoMask:
+    """One mask found by "segment everything"."""
+
+    rle: dict[str, Any]  # compressed COCO RLE {"size": [H, W], "counts": str}, JSON-ready
+    area: int  # pixels
+    box: tuple[int, int, int, int]  # tight (x0, y0, x1, y1), x1/y1 exclusive
+    score: float  # SAM's predicted IoU
+    stability: float  # SAM's stability score (IoU of the mask at two logit cut-offs)
+    point: tuple[float, float]  # the grid point (x, y) that produced it
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The mask as bool (H, W), decoded on each access (results hold only the RLE)."""
+        return decode_rle(self.rle)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+class _CachedPredictor(SamPredictor):
+    """The SamPredictor the generator drives: ``set_image`` asks the bridge for the embedding
+    (cached for the full image, encoded afresh for crops). The bridge's lock is held by the caller."""
+
+    def __init__(self, bridge: SamBridge, full_shape: tuple[int, ...]) -> None:
+        super().__init__(bridge.model)
+        self._bridge = bridge
+        self._full_shape = full_shape
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        emb = self._bridge._embed(image, cache=image.shape == self._full_shape)
+        self.reset_image()
+        self.features = emb.features  # SamPredictor's own fields for its "current image"
+        self.original_size = emb.original_size
+        self.input_size = emb.input_size
+        self.is_image_set = True
+
+
+def _check_options(
+    points_per_side: int,
+    pred_iou_thresh: float,
+    stability_score_thresh: float,
+    min_area: int,
+    crop_n_layers: int,
+) -> None:
+    if points_per_side < 1:
+        raise SamBridgeError(f"points_per_side must be at least 1, got {points_per_side}")
+    for name, value in (
+        ("pred_iou_thresh", pred_iou_thresh),
+        ("stability_score_thresh", stability_score_thresh),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise SamBridgeError(f"{name} must be in [0, 1], got {value}")
+    if min_area < 0 or crop_n_layers < 0:
+        raise SamBridgeError("min_area and crop_n_layers must not be negative")
+
+
+def _auto_mask(record: dict[str, Any]) -> AutoMask | None:
+    rle = record["segmentation"]
+    area = rle_area(rle)
+    if area == 0:
+        return None
+    x, y = record["point_coords"][0]
+    return AutoMask(
+        rle=rle,
+        area=area,
+        box=rle_box(rle),
+        score=float(record["predicted_iou"]),
+        stability=float(record["stability_score"]),
+        point=(float(x), float(y)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def segment_everything(
+    bridge: SamBridge,
+    image: ImageLike,
+    *,
+    points_per_side: int = 16,
+    points_per_batch: int = 64,
+    pred_iou_thresh: float = 0.88,
+    stability_score_thresh: float = 0.95,
+    min_area: int = 0,
+    crop_n_layers: int = 0,
+    box_nms_thresh: float = 0.7,
+) -> list[AutoMask]:
+    """Every mask SAM finds from a ``points_per_side``² grid of clicks, largest first.
+
+    Thresholds are SAM's (defaults tuned by Meta for vit_h; lower them for vit_b or to see more).
+    ``points_per_side`` defaults to 16 (SAM's 32 costs 4x the decoder time; on a 2-core CPU 16
+    already takes tens of seconds). ``min_area``: holes and islands below it are cleaned (SAM's
+    ``min_mask_region_area``) and masks below it dropped. ``crop_n_layers`` > 0 adds SAM's
+    zoomed-in crops (each one an encoder run). Empty masks are never returned. The device lock is
+    held throughout, so other users' clicks wait until it finishes.
+    """
+    _check_options(
+        points_per_side, pred_iou_thresh, stability_score_thresh, min_area, crop_n_layers
+    )
+    rgb = bridge.prepare(image)
+    generator = SamAutomaticMaskGenerator(
+        bridge.model,
+        points_per_side=points_per_side,
+        points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        box_nms_thresh=box_nms_thresh,
+        crop_n_layers=crop_n_layers,
+        min_mask_region_area=min_area,
+        output_mode="coco_rle",
+    )
+    generator.predictor = _CachedPredictor(bridge, rgb.shape)
+    with bridge._device_work():
+        records = generator.generate(rgb)
+    masks = [m for m in map(_auto_mask, records) if m is not None and m.area >= min_area]
+    return sorted(masks, key=lambda m: m.area, reverse=True)
+
+
+def mask_at(masks: Sequence[AutoMask], x: float, y: float) -> AutoMask | None:
+    """The smallest of ``masks`` that contains pixel (x, y), or None if none does.
+
+    Checks boxes first and decodes only masks whose box holds the point, smallest first.
+    """
+    if not masks:
+        return None
+    height, width = (int(v) for v in masks[0].rle["size"])
+    if not (np.isfinite([x, y]).all() and 0 <= x < width and 0 <= y < height):
+        raise SamBridgeError(f"point ({x}, {y}) is outside the {width}x{height} image")
+    col, row = int(x), int(y)
+    inside_box = [m for m in masks if m.box[0] <= col < m.box[2] and m.box[1] <= row < m.box[3]]
+    for m in sorted(inside_box, key=lambda m: m.area):
+        if m.mask[row, col]:
+            return m
+    return None

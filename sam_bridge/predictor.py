@@ -1,0 +1,398 @@
+"""SamBridge: set an image once, then answer any number of clicks and boxes from its cached embedding.
+
+A thin layer over segment_anything: ``SamPredictor`` encodes each image once (the embedding is
+cached by image content, LRU, shared by every user, together with the image's geometry); a click
+runs only SAM's prompt encoder, mask decoder and mask upscaling on the cached features of the image
+it is about. SamPredictor's single "current image" is never relied on between calls, so users
+can alternate images freely.
+
+Coordinates in and out are the image's own pixels (see :mod:`sam_bridge.prompts`); masks are
+boolean (H, W) arrays of the image given.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+from segment_anything.utils.amg import remove_small_regions
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from sam_bridge.build import build_sam, build_tiny_sam, resolve_autocast_dtype, resolve_device
+from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
+from sam_bridge.checkpoints import ensure_checkpoint
+from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
+from sam_bridge.images import MAX_PIXELS, ImageLike, image_key, to_rgb
+from sam_bridge.masks import mask_box
+from sam_bridge.prompts import BoxLike, PointsLike, Prompt, make_prompt
+
+if TYPE_CHECKING:
+    from sam_bridge.everything import AutoMask
+
+DEFAULT_CACHE_SIZE = 8
+
+
+class ImageKey(str):
+    """The content key of an image set on a bridge (returned by :meth:`SamBridge.set_image`).
+
+    A distinct type so that ``predict(key)`` and ``predict("photo.jpg")`` cannot be confused.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One mask SAM proposes for a prompt."""
+
+    mask: np.ndarray  # bool (H, W) in the image's pixels
+    score: float  # SAM's predicted IoU of this mask
+    area: int  # pixels in the mask
+    box: tuple[int, int, int, int] | None  # tight (x0, y0, x1, y1), x1/y1 exclusive; None if empty
+    logits: np.ndarray  # float32 (256, 256) low-resolution logits: pass back as `previous`
+    image_key: ImageKey
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """SAM's answer to one prompt: candidates sorted by score (highest first)."""
+
+    image_key: ImageKey
+    image_size: tuple[int, int]  # (H, W)
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        """True when every candidate mask is empty."""
+        return all(c.area == 0 for c in self.candidates)
+
+    @property
+    def best(self) -> Candidate:
+        """The highest-scoring non-empty candidate; :class:`EmptyMaskError` if all are empty."""
+        for candidate in self.candidates:
+            if candidate.area:
+                return candidate
+        raise EmptyMaskError(
+            "SAM found no region for this prompt (every candidate mask is empty); "
+            "try another point or a box"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _clean(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """Fill holes and drop islands smaller than ``min_area`` pixels (SAM's own utility)."""
+    mask, _ = remove_small_regions(mask, min_area, mode="holes")
+    mask, _ = remove_small_regions(mask, min_area, mode="islands")
+    return mask
+
+
+def _candidate(
+    mask: np.ndarray, score: float, logits: np.ndarray, key: ImageKey, clean_min_area: int
+) -> Candidate:
+    if clean_min_area > 0:
+        mask = _clean(mask, clean_min_area)
+    area = int(np.count_nonzero(mask))
+    box = mask_box(mask) if area else None
+    return Candidate(mask, float(score), area, box, logits, key)
+
+
+def _previous_logits(previous: Any, key: ImageKey, shape: tuple[int, int]) -> np.ndarray | None:
+    """A previous Prediction / Candidate / logits array -> float32 (256, 256) mask_input."""
+    if previous is None:
+        return None
+    if isinstance(previous, Prediction):
+        previous = previous.candidates[0] if previous.is_empty else previous.best
+    if isinstance(previous, Candidate):
+        if previous.image_key != key:
+            raise SamBridgeError(
+                "the previous mask belongs to another image; refine on its own image"
+            )
+        logits = previous.logits
+    else:
+        logits = np.asarray(previous, dtype=np.float32)
+        if logits.ndim == 3 and logits.shape[0] == 1:
+            logits = logits[0]
+    if logits.shape != shape:
+        raise SamBridgeError(
+            f"previous logits must be {shape} (SAM's low-res logits), got {logits.shape}"
+        )
+    if not np.isfinite(logits).all():
+        raise SamBridgeError("previous logits hold NaN or infinite values")
+    return logits
+
+
+# ---------------------------------------------------------------------------------------------
+# the bridge
+
+
+class SamBridge:
+    """Clicks and boxes -> masks, with the image embedding computed once per image.
+
+    Thread-safe: one lock serialises device work (encoding, decoding); checking inputs and building
+    the result masks happen outside it. Build with :meth:`from_pretrained` or :meth:`tiny`.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        *,
+        model_type: str = "custom",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
+        self.device = resolve_device(device)
+        # Autocast covers the image encoder only; the decoder is cheap and runs in float32.
+        self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
+        self.model = model.to(self.device).eval()
+        self.model_type = model_type
+        self.max_pixels = max_pixels
+        self._predictor = SamPredictor(self.model)
+        self._cache = EmbeddingCache(cache_size)
+        self._lock = threading.RLock()
+        self._encodes = 0
+        self._image_pe: torch.Tensor | None = None
+
+    # construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_type: str = "vit_b",
+        checkpoint: str | Path | None = None,
+        checkpoints_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        download: bool = True,
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> SamBridge:
+        """A released SAM (``vit_b`` / ``vit_l`` / ``vit_h``) from ``checkpoint`` or, by default,
+        from ``checkpoints_dir`` (the repository's ``checkpoints/``), downloaded there if missing.
+        Extra keyword arguments (``cache_size``, ``max_pixels``) go to the constructor."""
+        if checkpoint is not None:
+            path = Path(checkpoint)
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint {path} does not exist")
+        else:
+            path = ensure_checkpoint(
+                model_type, checkpoints_dir, download=download, progress=progress
+            )
+        model = build_sam(model_type, path)
+        return cls(model, model_type=model_type, device=device, dtype=dtype, **kwargs)
+
+    @classmethod
+    def tiny(
+        cls,
+        seed: int = 0,
+        device: str | torch.device | None = "cpu",
+        dtype: str | torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> SamBridge:
+        """A tiny random-weight SAM (untrained: masks are meaningless) for tests and offline work."""
+        return cls(build_tiny_sam(seed), model_type="tiny", device=device, dtype=dtype, **kwargs)
+
+    # state -------------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> CacheStats:
+        """Cache hits / misses / evictions and image-encoder runs since construction."""
+        with self._lock:
+            c = self._cache
+            return CacheStats(c.hits, c.misses, self._encodes, c.evictions, len(c), c.capacity)
+
+    @property
+    def logits_size(self) -> tuple[int, int]:
+        """(h, w) of the low-resolution logits (256, 256 for SAM)."""
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    # images ------------------------------------------------------------------------------------
+
+    def prepare(self, image: ImageLike) -> np.ndarray:
+        """Any supported image -> (H, W, 3) uint8 RGB; refuses images SAM cannot take.
+
+        Above ``max_pixels`` (default :data:`sam_bridge.images.MAX_PIXELS`) -> ImageError: SAM
+        itself sees 1024 pixels on the long side, but every click returns three full-size masks.
+        """
+        rgb = to_rgb(image, self.max_pixels)
+        h, w = rgb.shape[:2]
+        size = self.model.image_encoder.img_size
+        if min(ResizeLongestSide.get_preprocess_shape(h, w, size)) < 1:
+            raise SamBridgeError(
+                f"image is {w}x{h}: scaled to {size} pixels on the long side its short side "
+                f"would vanish; pad or crop it to a less extreme aspect ratio"
+            )
+        return rgb
+
+    def set_image(self, image: ImageLike) -> ImageKey:
+        """Encode ``image`` (or find it in the cache) and return its key for later predictions."""
+        rgb = self.prepare(image)
+        key = ImageKey(image_key(rgb))
+        with self._device_work():
+            self._cache.get_or_compute(key, lambda: self._encode(rgb))
+        return key
+
+    # prediction --------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        image: ImageLike | ImageKey,
+        points: PointsLike | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: BoxLike | None = None,
+        previous: Prediction | Candidate | np.ndarray | None = None,
+        multimask: bool | None = None,
+        clean_min_area: int = 0,
+    ) -> Prediction:
+        """Masks for a prompt on ``image`` (an image, or an :class:`ImageKey` from set_image).
+
+        ``points``: (N, 2) (x, y) pixels; ``labels``: (N,) 1 positive / 0 negative (default all
+        1); ``box``: (x0, y0, x1, y1). ``previous``: the Prediction (or Candidate, or its (256, 256)
+        logits) of the same image to refine, fed back as SAM's ``mask_input``; pass all clicks so
+        far together with it, as SAM's interactive loop does. ``multimask``: three candidates
+        (sub-part / part / whole) or one; None picks three for a lone click and one otherwise
+        (SAM's advice for unambiguous prompts). ``clean_min_area``: fill holes and drop islands
+        below this many pixels. Raises :class:`SamBridgeError` for bad prompts.
+        """
+        rgb, key = self._intake(image)
+        emb = None
+        if rgb is None:  # a key: hold on to its entry, whatever the cache does meanwhile
+            with self._lock:
+                emb = self._cached(key)
+        # Check the prompt before any encoding, so a bad click never costs an encoder run.
+        prompt = make_prompt(
+            rgb.shape[:2] if emb is None else emb.original_size, points, labels, box
+        )
+        mask_input = _previous_logits(previous, key, self.logits_size)
+        if multimask is None:
+            multimask = prompt.num_points == 1 and prompt.box is None and mask_input is None
+        with self._device_work():
+            emb = emb if emb is not None else self._embed(rgb, key)
+            masks, scores, logits = self._decode(emb, prompt, mask_input, multimask)
+        order = np.argsort(-scores, kind="stable")
+        candidates = tuple(
+            _candidate(masks[i], scores[i], logits[i], key, clean_min_area) for i in order
+        )
+        return Prediction(key, emb.original_size, candidates)
+
+    def everything(self, image: ImageLike, **options: Any) -> list[AutoMask]:
+        """All masks in ``image`` (SAM's automatic generator); see
+        :func:`sam_bridge.everything.segment_everything` for the options."""
+        from sam_bridge.everything import segment_everything
+
+        return segment_everything(self, image, **options)
+
+    # internals (the lock is held by the caller where noted) -------------------------------------
+
+    @contextmanager
+    def _device_work(self) -> Iterator[None]:
+        with self._lock, torch.inference_mode():
+            yield
+
+    def _intake(self, image: ImageLike | ImageKey) -> tuple[np.ndarray | None, ImageKey]:
+        if isinstance(image, ImageKey):
+            return None, image
+        rgb = self.prepare(image)
+        return rgb, ImageKey(image_key(rgb))
+
+    def _cached(self, key: ImageKey) -> Embedding:
+        """Lock held. The cached embedding of ``key``, or SamBridgeError if it was evicted."""
+        emb = self._cache.get(key)
+        if emb is None:
+            raise SamBridgeError(
+                f"image {key} is not in the cache (evicted?); pass the image itself"
+            )
+        return emb
+
+    def _embed(self, rgb: np.ndarray, key: ImageKey | None = None, cache: bool = True) -> Embedding:
+        """Lock held. The embedding of ``rgb``: from the cache, or encoded (and cached if asked)."""
+        if not cache:
+            return self._encode(rgb)
+        key = key if key is not None else ImageKey(image_key(np.ascontiguousarray(rgb)))
+        return self._cache.get_or_compute(key, lambda: self._encode(rgb))
+
+    def _encode(self, rgb: np.ndarray) -> Embedding:
+        """Lock held. Run the image encoder once (under autocast when a dtype was chosen)."""
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else nullcontext()
+        )
+        with autocast:
+            self._predictor.set_image(rgb)
+        p = self._predictor
+        emb = Embedding(p.features.float(), tuple(p.original_size), tuple(p.input_size))
+        p.reset_image()
+        self._encodes += 1
+        return emb
+
+    def _dense_pe(self) -> torch.Tensor:
+        """Lock held. The prompt encoder's positional encoding of the 64x64 embedding grid.
+
+        It depends on the model only; ``SamPredictor.predict_torch`` recomputes it on every call
+        (tens of ms on a 2-core CPU), the bridge once.
+        """
+        if self._image_pe is None:
+            self._image_pe = self.model.prompt_encoder.get_dense_pe()  # (1, C, 64, 64)
+        return self._image_pe
+
+    def _prompt_tensors(
+        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None
+    ) -> dict[str, Any]:
+        """The prompt in SAM's 1024 frame (SamPredictor's ResizeLongestSide), as model inputs."""
+        transform, dev = self._predictor.transform, self.device
+        points = boxes = masks = None
+        if prompt.points is not None:
+            xy = transform.apply_coords(prompt.points, emb.original_size)
+            coords = torch.as_tensor(xy, dtype=torch.float, device=dev)[None]  # (1, N, 2)
+            labels = torch.as_tensor(prompt.labels, dtype=torch.int, device=dev)[None]  # (1, N)
+            points = (coords, labels)
+        if prompt.box is not None:
+            xyxy = transform.apply_boxes(prompt.box[None], emb.original_size)
+            boxes = torch.as_tensor(xyxy, dtype=torch.float, device=dev)  # (1, 4)
+        if mask_input is not None:
+            masks = torch.as_tensor(mask_input, device=dev)[None, None]  # (1, 1, 256, 256)
+        return {"points": points, "boxes": boxes, "masks": masks}
+
+    def _decode(
+        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None, multimask: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lock held. SAM's prompt encoder, mask decoder and upscaling on a cached embedding, as in
+        ``SamPredictor.predict_torch`` but with explicit features and geometry.
+
+        -> masks bool (C, H, W), scores float32 (C,), low-res logits float32 (C, 256, 256).
+        """
+        sam = self.model
+        sparse, dense = sam.prompt_encoder(**self._prompt_tensors(emb, prompt, mask_input))
+        logits, scores = sam.mask_decoder(
+            image_embeddings=emb.features,
+            image_pe=self._dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )  # (1, C, 256, 256), (1, C)
+        masks = sam.postprocess_masks(logits, emb.input_size, emb.original_size)  # (1, C, H, W)
+        masks = masks > sam.mask_threshold
+        return (
+            masks[0].cpu().numpy(),
+            scores[0].float().cpu().numpy(),
+            logits[0].float().cpu().numpy(),
+        )
