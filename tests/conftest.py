@@ -74,3 +74,12 @@ def sp_reference():
         return ids
 
     return encode
+
+
+@pytest.fixture(scope="session")
+def tiny_service(tiny_osprey):
+    """RegionChat over the tiny Osprey and a tiny SAM (both untrained), shared like in the app."""
+    from osprey.service import RegionChat
+    from sam_bridge import SamBridge
+
+    return RegionChat(tiny_osprey, SamBridge.tiny(), max_new_tokens=6)

@@ -30,7 +30,9 @@ def test_prefix_reuse_gives_the_same_tokens(plain, fast, voc):
     history: list[tuple[str, str]] = []
     for kind, m, arg in script:
         if kind == "describe":
-            assert fast.describe(rgb, m, arg, g, batched=False) == plain.describe(rgb, m, arg, g, batched=False)
+            assert fast.describe(rgb, m, arg, g, batched=False) == plain.describe(
+                rgb, m, arg, g, batched=False
+            )
         else:
             a, b = fast.ask(rgb, m, arg, history, g), plain.ask(rgb, m, arg, history, g)
             assert a.raw == b.raw
@@ -58,4 +60,7 @@ def test_batched_regions_give_the_same_tokens(plain, fast, voc):
 def test_paths_agree_under_seeded_sampling(plain, fast, voc):
     g = Generation(max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.9, seed=7)
     q = "What is region1?"
-    assert fast.ask(voc["rgb"], voc["masks"][:1], q, gen=g).raw == plain.ask(voc["rgb"], voc["masks"][:1], q, gen=g).raw
+    assert (
+        fast.ask(voc["rgb"], voc["masks"][:1], q, gen=g).raw
+        == plain.ask(voc["rgb"], voc["masks"][:1], q, gen=g).raw
+    )

@@ -1,0 +1,125 @@
+"""The Gradio app: builds without launching, --help is instant, Spaces front matter, and the
+named API endpoints through gradio_client against an in-process server (tiny models)."""
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+
+REPO = app.REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_service):
+    demo = app.build_demo(tiny_service)
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_help_is_instant_and_lists_the_options():
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert time.perf_counter() - t < 5
+    for flag in (
+        "--model",
+        "--sam-model-type",
+        "--sam-checkpoint",
+        "--device",
+        "--dtype",
+        "--max-new-tokens",
+        "--host",
+        "--port",
+        "--share",
+        "--concurrency",
+        "--offline",
+        "--tiny",
+        "--quantize",
+    ):
+        assert flag in out.stdout, flag
+
+
+def test_offline_without_weights_stops_with_one_clear_message(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "app.py", "--offline", "--checkpoints", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "error:" in out.stderr and "download" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_spaces_front_matter_matches_the_pins():
+    readme = (REPO / "README.md").read_text()
+    front = readme.split("---")[1]
+    pins = dict(re.findall(r"^([\w-]+)==([\w.]+)", (REPO / "requirements.txt").read_text(), re.M))
+    assert re.search(r"^sdk: gradio$", front, re.M)
+    assert re.search(rf"^sdk_version: {re.escape(pins['gradio'])}$", front, re.M)
+    assert re.search(r"^app_file: app.py$", front, re.M)
+    assert re.search(r"^python_version: \"?3\.11\"?$", front, re.M)
+
+
+def test_api_segment_describe_describe_all(server, tmp_path, voc):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    assert {"/segment", "/describe", "/describe_all"} <= set(
+        client.view_api(return_format="dict")["named_endpoints"]
+    )
+    img = tmp_path / "voc.png"
+    Image.fromarray(voc["rgb"]).save(img)
+    mask_path, info = client.predict(
+        handle_file(str(img)), "[[250, 200]]", "[1]", "", api_name="/segment"
+    )
+    mask = np.asarray(Image.open(mask_path)) > 0
+    assert mask.shape == (375, 500) and info["area"] == int(mask.sum()) > 0
+    Image.fromarray(voc["masks"][0].astype(np.uint8) * 255).save(tmp_path / "m0.png")
+    Image.fromarray(voc["masks"][1].astype(np.uint8) * 255).save(tmp_path / "m1.png")
+    files = [handle_file(str(tmp_path / "m0.png")), handle_file(str(tmp_path / "m1.png"))]
+    answers = json.loads(
+        client.predict(handle_file(str(img)), files, "category", "", api_name="/describe")
+    )
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    chat = client.predict(
+        handle_file(str(img)), files, "", "How is region1 related to region2?", api_name="/describe"
+    )
+    assert isinstance(chat, str) and chat
+    rows = client.predict(handle_file(str(img)), 4, 0.0, 0.0, api_name="/describe_all")
+    assert rows and {"mask", "category", "caption", "area", "box"} <= set(rows[0])
+
+
+def test_api_errors_reach_the_client_and_the_server_keeps_serving(server, tmp_path, voc):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(server, verbose=False)
+    img = tmp_path / "voc.png"
+    Image.fromarray(voc["rgb"]).save(img)
+    with pytest.raises(AppError, match="outside"):
+        client.predict(handle_file(str(img)), "[[9000, 1]]", "[1]", "", api_name="/segment")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(AppError):
+        client.predict(handle_file(str(bad)), "[[1, 1]]", "[1]", "", api_name="/segment")
+    _, info = client.predict(handle_file(str(img)), "[[250, 200]]", "[1]", "", api_name="/segment")
+    assert info["area"] > 0

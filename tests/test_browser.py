@@ -1,0 +1,129 @@
+"""A real browser (Debian's chromium through playwright) drives the app with the tiny models:
+upload a real photo, click it, see the overlay, ask for the category, see the streamed answer,
+add a second region, ask about both, export the JSON and check it decodes to the masks shown."""
+
+import itertools
+import json
+import shutil
+import socket
+import urllib.request
+
+import numpy as np
+import pytest
+
+import app
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PHOTO = app.REPO / "examples" / "coffee.jpg"
+
+
+@pytest.fixture(scope="module")
+def url(tiny_service):
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
+    demo = app.build_demo(tiny_service)
+    demo.queue(default_concurrency_limit=2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-dev-shm-usage", "--disable-sync"]  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        pg.goto(url)
+        yield pg
+        browser.close()
+
+
+def _idle(page) -> None:
+    """Wait until no component shows gradio's pending state (the last event has finished)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => document.querySelectorAll('.pending, .generating').length === 0")
+
+
+def _canvas_src(page) -> str:
+    return page.locator("#canvas img").first.get_attribute("src") or ""
+
+
+def _click_image(page, fx: float, fy: float) -> list[tuple[int, int]]:
+    """Click at a fraction of the displayed image; return the image pixels it may map to."""
+    img = page.locator("#canvas img").first
+    box = img.bounding_box()
+    nat_w, nat_h = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+    before = _canvas_src(page)
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    page.wait_for_function(
+        "prev => { const i = document.querySelector('#canvas img'); return i && i.getAttribute('src') !== prev; }",
+        arg=before,
+    )
+    _idle(page)
+    x, y = fx * nat_w, fy * nat_h
+    return [(int(x) + dx, int(y) + dy) for dx, dy in itertools.product((-1, 0, 1), repeat=2)]
+
+
+def _last_answer(page) -> str:
+    return page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
+
+
+def test_click_describe_chat_export(page, tiny_service, tmp_path):
+    page.locator("#canvas input[type=file]").set_input_files(str(PHOTO))
+    page.wait_for_function(
+        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
+    )
+    _idle(page)
+    assert page.locator("#untrained").is_visible()
+
+    # region 1: one click -> overlay and SAM's candidates; add it; ask for its category
+    clicks1 = _click_image(page, 0.5, 0.5)
+    page.wait_for_function("() => document.querySelectorAll('#candidates img').length === 3")
+    page.click("#add")
+    page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region1')")
+    page.click("#ask-category")
+    page.wait_for_function(
+        "() => document.querySelector('#chat').innerText.includes('Category of region1')"
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#regions').innerText.split('region1')[1].trim().length > 0"
+    )
+
+    # region 2 elsewhere; a question about both, streamed into the chat
+    clicks2 = _click_image(page, 0.2, 0.25)
+    page.click("#add")
+    page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region2')")
+    page.fill("#question textarea", "How is region1 related to region2?")
+    page.click("#send")
+    page.wait_for_function(
+        "() => document.querySelector('#chat').innerText.includes('How is region1 related to region2?')"
+    )
+    page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
+
+    # export: the JSON decodes to the masks SAM gives for the clicked pixels
+    page.click("#export-json")
+    link = page.locator("#export-file a").first
+    link.wait_for()
+    data = json.loads(urllib.request.urlopen(link.get_attribute("href")).read())
+    assert [r["name"] for r in data["regions"]] == ["region1", "region2"] and data["untrained"]
+    from sam_bridge.images import load_image
+    from sam_bridge.masks import decode_rle
+
+    rgb = load_image(PHOTO)
+    for region, clicks in zip(data["regions"], (clicks1, clicks2)):
+        exported = decode_rle(region["segmentation"])
+        assert exported.shape == rgb.shape[:2] and exported.any()
+        options = [tiny_service.sam.predict(rgb, points=[c]).candidates[0].mask for c in clicks]
+        assert any(np.array_equal(exported, m) for m in options)
+    assert data["regions"][0]["category"]
+    assert data["chat"] and data["chat"][0]["question"] == "How is region1 related to region2?"
