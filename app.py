@@ -311,6 +311,17 @@ def build_demo(service):
         )
         return service.describe_all(s) if s.auto else []
 
+    @GPU
+    def session_click(x, y, mode, s):
+        service.click(s, float(x), float(y), mode or "positive")
+        from sam_bridge.masks import encode_rle
+
+        return {"rle": encode_rle(service.current_mask(s)), "points": len(s.points)}, s
+
+    @GPU
+    def session_ask(question, s):
+        return list(service.ask(s, question))[-1], s
+
     # -- layout --------------------------------------------------------------------------------
     with gr.Blocks(title="Osprey: point and describe") as demo:
         state = gr.State(Session())
@@ -448,6 +459,45 @@ def build_demo(service):
         )
         a_btn[2].click(
             api_describe_all, [a_image, a_pps, a_iou, a_stab], a_rows, api_name="describe_all"
+        )
+        # Per-session steps for scripted clients (the load test): the same service calls as the
+        # UI, on the caller's own gr.State; undocumented because SelectData cannot be sent.
+        steps = [gr.Button() for _ in range(5)]
+        hidden = dict(api_visibility="undocumented")
+        steps[0].click(
+            guarded(lambda img, s: (service.open_image(s, img), s)[1]),
+            [a_image, state],
+            state,
+            api_name="session_open",
+            **hidden,
+        )
+        steps[1].click(
+            guarded(session_click),
+            [a_pps, a_iou, a_task, state],
+            [a_info, state],
+            api_name="session_click",
+            **hidden,
+        )
+        steps[2].click(
+            guarded(lambda s: (service.add_region(s), s.names(), s)[1:]),
+            [state],
+            [a_rows, state],
+            api_name="session_add",
+            **hidden,
+        )
+        steps[3].click(
+            guarded(session_ask),
+            [a_question, state],
+            [a_text, state],
+            api_name="session_ask",
+            **hidden,
+        )
+        steps[4].click(
+            guarded(lambda s: service.export(s)),
+            [state],
+            a_rows,
+            api_name="session_export",
+            **hidden,
         )
     return demo
 
