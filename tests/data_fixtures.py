@@ -62,7 +62,7 @@ def _coco(voc, names: list[str], extra_ann: dict | None = None, caption_key: str
 def _refcoco(voc) -> dict:
     h, w = voc["rgb"].shape[:2]
     images, anns = [], []
-    for j, (k, caption) in enumerate([(0, "the man on the left"), (1, "person in the middle")]):
+    for j, (k, caption) in enumerate(zip(REGIONS, ("the man on the left", "person in the middle"))):
         images.append(
             {"id": 10 + j, "file_name": COCO2014, "height": h, "width": w, "caption": caption}
         )

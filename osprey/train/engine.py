@@ -164,6 +164,39 @@ class EpochToDataset(TrainerCallback):
 
 
 # ---------------------------------------------------------------------------------------------
+# parts a batch leaves unused
+
+
+def unused_part_anchor(model, batch: dict[str, Any]) -> torch.Tensor | None:
+    """A zero that depends on the trainable parts the batch does not use, or None.
+
+    A text-only batch never reaches the projector, and a batch without regions never reaches the
+    mask extractor. If such a part trains, the loss would not depend on it: a backward error when
+    nothing else trains (stage 1 on a text-only sample) and unused parameters under DDP. Running
+    each idle part once on a tiny dummy input and adding 0 x its output keeps the graph connected
+    (LLaVA's trick; it works under ZeRO-3, whose hooks gather a module's weights when it runs)."""
+    terms = []
+    has_image = batch.get("pixel_values") is not None
+    has_regions = has_image and sum(int(m.shape[0]) for m in batch.get("masks", [])) > 0
+    projector, extractor = model.projector, model.mask_extractor
+    if not has_image and any(p.requires_grad for p in projector.parameters()):
+        first = next(projector.parameters())
+        in_dim = next(m for m in projector.modules() if isinstance(m, torch.nn.Linear)).in_features
+        terms.append(
+            projector(torch.zeros(1, in_dim, device=first.device, dtype=first.dtype)).sum()
+        )
+    if not has_regions and any(p.requires_grad for p in extractor.parameters()):
+        first = next(extractor.parameters())
+        levels = {
+            name: torch.zeros(1, getattr(extractor, name).in_features, 2, 2, device=first.device)
+            for name in extractor.levels
+        }
+        mask_tok, pos_tok = extractor(levels, [torch.ones(1, 2, 2, device=first.device)])
+        terms.append(mask_tok.sum() + pos_tok.sum())
+    return 0.0 * sum(terms) if terms else None
+
+
+# ---------------------------------------------------------------------------------------------
 # the trainer
 
 
@@ -179,7 +212,11 @@ class OspreyTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.data_events.update(inputs.pop("events", None) or {})
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        anchor = unused_part_anchor(self.accelerator.unwrap_model(model), inputs)
+        if anchor is not None:
+            loss = loss + anchor.to(loss.dtype)
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         logs.update(event_totals(self.data_events))

@@ -61,9 +61,10 @@ def llm_config_from_hf(hf_config, tokenizer) -> LLMConfig:
     """Our LLMConfig from a transformers LlamaConfig (the LLM's architecture, read not typed)."""
     if hf_config.model_type != "llama":
         raise InitError(f"only LLaMA-architecture LLMs are supported, got {hf_config.model_type!r}")
-    rope = getattr(hf_config, "rope_parameters", None) or {}
-    if rope.get("rope_type", "default") != "default" or getattr(hf_config, "rope_scaling", None):
-        raise InitError(f"RoPE scaling {rope or hf_config.rope_scaling} is not supported")
+    rope = getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None)
+    rope = rope or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise InitError(f"RoPE scaling {rope} is not supported (plain RoPE only)")
     head_dim = getattr(hf_config, "head_dim", None)
     if head_dim not in (None, hf_config.hidden_size // hf_config.num_attention_heads):
         raise InitError(f"head_dim {head_dim} != hidden_size / num_attention_heads")
