@@ -80,8 +80,12 @@ def set_dtypes(model: nn.Module, dtype: torch.dtype) -> None:
             param.data = param.data.to(torch.float32 if param.requires_grad else dtype)
     model.mask_extractor.float()
     for layer in model.mask_extractor.modules():
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Linear) and _cast_inputs_to_weights not in _pre_hooks(layer):
             layer.register_forward_pre_hook(_cast_inputs_to_weights)
+
+
+def _pre_hooks(module: nn.Module) -> list:
+    return list(module._forward_pre_hooks.values())
 
 
 def enable_checkpointing(llm: nn.Module) -> None:
