@@ -63,11 +63,11 @@ def test_torchrun_ddp_two_processes(tmp_path, voc):
     samples = sum(n for k, n in report["events"].items() if k.endswith("/samples"))
     assert samples == 2 * 3  # two ranks x three steps x batch 1, summed over the ranks
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
-    assert (
-        sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
-        or (out / "checkpoint-3").is_dir()
-    )
-    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in out.rglob("rng_state_*.pth")}
+    # save_total_limit=1: the step-2 checkpoint gave way to the final one, with both ranks' RNG
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-3"]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {
+        p.name for p in (out / "checkpoint-3").iterdir()
+    }
     model, _ = load_osprey(out)
     from osprey.tiny import build_tiny
 
