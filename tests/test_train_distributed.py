@@ -43,7 +43,8 @@ def test_torchrun_ddp_two_processes(tmp_path, voc):
         "bf16": False,
         "dataloader_num_workers": 0,
         "report_to": "none",
-        "ddp_find_unused_parameters": False,  # every trainable part must get a gradient each step
+        "gradient_checkpointing": True,
+        "per_device_train_batch_size": 2,
     }
     (tmp_path / "c.json").write_text(json.dumps(config))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
@@ -61,7 +62,7 @@ def test_torchrun_ddp_two_processes(tmp_path, voc):
     out = tmp_path / "out"
     report = json.loads((out / "data_report.json").read_text())
     samples = sum(n for k, n in report["events"].items() if k.endswith("/samples"))
-    assert samples == 2 * 3  # two ranks x three steps x batch 1, summed over the ranks
+    assert samples == 2 * 3 * 2  # two ranks x three steps x batch 2, summed over the ranks
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
     # save_total_limit=1: the step-2 checkpoint gave way to the final one, with both ranks' RNG
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-3"]

@@ -68,7 +68,6 @@ class TrainConfig:
     deepspeed: str | None = None  # "zero2", "zero3" or a DeepSpeed JSON path
     fsdp: str = ""  # e.g. "full_shard auto_wrap" (torchrun / accelerate launch)
     fsdp_config: dict | None = None
-    ddp_find_unused_parameters: bool | None = None
     use_cpu: bool | None = None  # None: CPU only when no CUDA device is present
     # -- parameter-efficient fine-tuning ---------------------------------------------------------
     lora: bool = False

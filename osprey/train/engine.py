@@ -108,7 +108,10 @@ def training_arguments(cfg: TrainConfig) -> TrainingArguments:
         deepspeed=resolve_deepspeed(cfg.deepspeed),
         fsdp=cfg.fsdp,
         fsdp_config=cfg.fsdp_config,
-        ddp_find_unused_parameters=cfg.ddp_find_unused_parameters,
+        # Every trainable parameter gets a gradient in every step (idle parts are anchored, see
+        # unused_part_anchor), so DDP need not search the graph for unused ones; searching would
+        # mark the anchored ones ready twice.
+        ddp_find_unused_parameters=False,
         use_cpu=cpu,
         remove_unused_columns=False,
         label_names=["labels"],
