@@ -151,6 +151,7 @@ def run_stage(model, profile: Profile, args, device: torch.device, pure_bf16: bo
         logging_steps=10**9,
         report_to="none",
         use_cpu=device.type == "cpu",
+        lora=args.lora and profile.stage == 3,
     )
     prepare_model(model, cfg)
     if pure_bf16:  # one-GPU approximation of ZeRO-2: trainable weights and Adam state in bf16
@@ -186,6 +187,7 @@ def run_stage(model, profile: Profile, args, device: torch.device, pure_bf16: bo
         "gpu_hours": profile.samples * profile.epochs / sps / 3600,
         "profile": profile,
         "pure_bf16": pure_bf16,
+        "lora": cfg.lora,
     }
     del trainer
     if device.type == "cuda":
@@ -204,6 +206,7 @@ def print_table(results: list[dict], args, device: torch.device) -> None:
     for r in results:
         p = r["profile"]
         note = " (bf16 master)" if r["pure_bf16"] else ""
+        note += " (LoRA r=64)" if r["lora"] else ""
         print(
             f"| {r['stage']}{note} | {r['batch']} | {r['seq']:.0f} | {r['samples_s']:.2f} | "
             f"{r['tokens_s']:.0f} | {r['memory']} | {p.samples:,} x {p.epochs} ({p.data}) | "
@@ -221,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=1, help="per-device batch (tiny model)")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--output-dir", default="/tmp/osprey-train-bench")
+    ap.add_argument("--lora", action="store_true", help="stage 3 with LoRA (r=64) on the LLM")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if args.full:
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     results = []
     for stage in (int(s) for s in args.stages.split(",")):
-        pure = args.full and stage == 3 and not big_enough
+        pure = args.full and stage == 3 and not big_enough and not args.lora
         results.append(run_stage(model, PROFILES[stage], args, device, pure))
         print(f"stage {stage}: {results[-1]['samples_s']:.2f} samples/s", flush=True)
     print_table(results, args, device)

@@ -181,3 +181,15 @@ def test_collator_pads_right_and_keeps_masks_per_image(tree, tokenizer):
     assert batch["pixel_values"].shape == (2, 3, 512, 512)  # the text-only item has none
     assert [m.shape[0] for m in batch["masks"]] == [0, 1]
     assert batch["events"]["llava/samples"] == 2 and batch["events"]["refcoco/samples"] == 1
+
+
+def test_collated_events_survive_pinning(tree, tokenizer):
+    """torch's pin_memory copies a mapping and update()s the copy with pinned values: the events
+    must be a plain dict, or the counts would double (seen on a CUDA run)."""
+    import copy
+
+    ds = _dataset(tree, tokenizer, ["refcoco"])
+    events = Collator(pad_token_id=0)([ds[0], ds[1]])["events"]
+    clone = copy.copy(events)
+    clone.update({k: v for k, v in events.items()})
+    assert clone == events == {"refcoco/samples": 2}

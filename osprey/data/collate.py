@@ -21,7 +21,9 @@ class Collator:
       ``ids != pad``: the pad id is also the unk id and may occur in text);
     * ``pixel_values`` (B_img, 3, S, S) for the items that have an image, in batch order (absent
       when none has), and ``masks``: one bool (Q_b, H_b, W_b) tensor per such item;
-    * ``events``: the items' event counts summed (the trainer pops them before the forward).
+    * ``events``: the items' event counts summed, as a plain dict (the trainer pops them before
+      the forward). Not a Counter: pinning a batch copies each mapping and ``update``s the copy
+      with the pinned values, which adds a Counter's counts to themselves.
     """
 
     pad_token_id: int
@@ -44,5 +46,5 @@ class Collator:
         events: Counter = Counter()
         for it in items:
             events.update(it.get("events", {}))
-        batch["events"] = events
+        batch["events"] = dict(events)
         return batch
