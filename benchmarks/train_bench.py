@@ -136,14 +136,14 @@ def peak_memory_gib(device: torch.device) -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
 
 
-def run_stage(model, profile: Profile, args, device: torch.device, pure_bf16: bool) -> dict:
-    batch = profile.batch_full if args.full else args.batch
-    cfg = TrainConfig(
+def bench_config(profile: Profile, args, device: torch.device) -> TrainConfig:
+    """The stage's training settings with timing-only logging and no checkpoints."""
+    return TrainConfig(
         stage=profile.stage,
         output_dir=str(Path(args.output_dir) / f"stage{profile.stage}"),
         learning_rate=1e-5,
         max_steps=args.warmup + args.steps,
-        per_device_train_batch_size=batch,
+        per_device_train_batch_size=profile.batch_full if args.full else args.batch,
         bf16=device.type == "cuda",
         gradient_checkpointing=True,
         dataloader_num_workers=args.workers,
@@ -153,6 +153,11 @@ def run_stage(model, profile: Profile, args, device: torch.device, pure_bf16: bo
         use_cpu=device.type == "cpu",
         lora=args.lora and profile.stage == 3,
     )
+
+
+def run_stage(model, profile: Profile, args, device: torch.device, pure_bf16: bool) -> dict:
+    cfg = bench_config(profile, args, device)
+    batch = cfg.per_device_train_batch_size
     prepare_model(model, cfg)
     if pure_bf16:  # one-GPU approximation of ZeRO-2: trainable weights and Adam state in bf16
         for p in model.parameters():

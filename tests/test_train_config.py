@@ -218,12 +218,14 @@ def test_qlora_needs_bitsandbytes_and_cuda(monkeypatch):
     assert main(["--config", "stage3", "--bits=4"]) == 2  # QLoRA without LoRA
 
 
-def test_cli_errors_exit_2_with_a_message(capsys):
+def test_cli_errors_exit_2_with_a_message(capsys, tmp_path):
     from osprey.train.train import main
 
     assert main(["--config", "stage3", "--learnig_rate=1"]) == 2
     assert "did you mean learning_rate" in capsys.readouterr().err
     assert main(["--config", "stage1", "--lora"]) == 2
     assert "needs a stage that trains the LLM" in capsys.readouterr().err
+    assert main(["--config", "stage3", "--deepspeed=none", f"--data_root={tmp_path}"]) == 2
+    assert "osprey_short_form.json does not exist" in capsys.readouterr().err  # before any model
     assert main(["--help"]) == 0
     assert "--learning_rate=" in capsys.readouterr().out

@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from osprey.checkpoint import CheckpointError
 from osprey.data.collate import Collator
 from osprey.data.dataset import EncodeSettings, OspreyDataset, training_template
-from osprey.data.registry import build_sources
+from osprey.data.registry import SpecError, build_sources
+from osprey.model.llm import TokenizerError
 from osprey.train.config import ConfigError, TrainConfig, describe_fields, parse_args
 from osprey.train.engine import (
     EngineError,
@@ -112,7 +114,7 @@ def prepare_model(model: nn.Module, cfg: TrainConfig) -> dict[str, tuple[int, in
     return summary
 
 
-def build_dataset(cfg: TrainConfig, model, tokenizer) -> OspreyDataset:
+def build_dataset(cfg: TrainConfig, model, tokenizer, sources) -> OspreyDataset:
     settings = EncodeSettings(
         num_image_tokens=model.num_image_tokens,
         mask_token_id=model.config.mask_token_id,
@@ -121,7 +123,6 @@ def build_dataset(cfg: TrainConfig, model, tokenizer) -> OspreyDataset:
         max_length=cfg.model_max_length,
         image_size=model.config.vision.image_size,
     )
-    sources = build_sources(cfg.datasets, cfg.data_root)
     return OspreyDataset(sources, tokenizer, settings, seed=cfg.seed)
 
 
@@ -183,8 +184,11 @@ def run(cfg: TrainConfig) -> Path:
     check_config(cfg)
     args = training_arguments(cfg)  # resolves DeepSpeed first: a missing install fails here
     set_seed(cfg.seed)
+    sources = build_sources(
+        cfg.datasets, cfg.data_root
+    )  # missing data fails before the model loads
     model, tokenizer = initial_model(cfg, resolve_attention(cfg.attn_implementation))
-    dataset = build_dataset(cfg, model, tokenizer)
+    dataset = build_dataset(cfg, model, tokenizer, sources)
     summary = prepare_model(model, cfg)
     resume = resume_point(cfg)
     if args.process_index == 0:
@@ -209,7 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)
         run(cfg)
-    except (ConfigError, EngineError, InitError, LoraSetupError, StageError) as exc:
+    except (
+        ConfigError,
+        EngineError,
+        InitError,
+        LoraSetupError,
+        StageError,
+        SpecError,
+        CheckpointError,
+        TokenizerError,
+        FileNotFoundError,
+    ) as exc:
         print(f"osprey.train: error: {exc}", file=sys.stderr)
         return 2
     return 0
