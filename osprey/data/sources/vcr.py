@@ -14,7 +14,10 @@ is the one at K - 1 (``original_indexing=True`` restores the original's lookup).
 Masks: the original samples the box on a (round(h) x round(w)) grid of points and tests each for
 being inside a polygon (matplotlib). Here the polygons are mapped into that grid's coordinates and
 filled with OpenCV (fixed-point, 8 fractional bits), which decides the same grid points; only
-points lying on a polygon edge can differ (OpenCV counts edges as inside).
+points on or within a pixel's rounding of a polygon edge can differ, and only one way (OpenCV
+counts edges as inside). Measured on the 19 VOC instance contours (vertices on pixel centres, the
+worst case): 2.9 % more pixels than the point-in-polygon reference, all on the boundary, none
+fewer (tests/test_data_sources.py holds the reference).
 """
 
 from __future__ import annotations
