@@ -153,7 +153,7 @@ def place(model: OspreyModel, device: torch.device | str, dtype: torch.dtype) ->
 # reading weight files
 
 
-def _weight_files(path: Path) -> list[Path]:
+def weight_files(path: Path) -> list[Path]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = path / index_name
         if index.is_file():
@@ -329,7 +329,7 @@ def load_osprey(
         config = config_from_original(json.loads((path / "config.json").read_text()), base_config)
     model = build_model(config, meta=True, attn_implementation=attn_implementation)
     state: dict[str, torch.Tensor] = {}
-    for key, tensor in read_tensors(_weight_files(path)):
+    for key, tensor in read_tensors(weight_files(path)):
         if kind == "original":
             if is_inv_freq(key):
                 continue
@@ -386,16 +386,25 @@ def save_tokenizer(tokenizer, path: Path) -> None:
 
 
 def save_osprey(
-    model: OspreyModel, tokenizer, path: str | Path, *, max_shard_size: str = "5GB"
+    model: OspreyModel,
+    tokenizer,
+    path: str | Path,
+    *,
+    max_shard_size: str = "5GB",
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save in our format: osprey_config.json + safetensors (sharded above ``max_shard_size``) +
-    tokenizer files. :func:`load_osprey` rebuilds the model from the directory alone."""
+    tokenizer files. :func:`load_osprey` rebuilds the model from the directory alone.
+
+    ``state_dict`` replaces ``model.state_dict()`` when the weights live elsewhere (a trainer
+    that gathered them from DeepSpeed ZeRO-3 or FSDP shards)."""
     from huggingface_hub import save_torch_state_dict
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.config.save(path / OUR_CONFIG)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    source = model.state_dict() if state_dict is None else state_dict
+    state = {k: v.detach().contiguous() for k, v in source.items()}
     save_torch_state_dict(state, path, max_shard_size=max_shard_size)
     save_tokenizer(tokenizer, path)
     return path

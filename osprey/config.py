@@ -74,6 +74,11 @@ class OspreyConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json_string(self) -> str:
+        """The config as JSON (the name transformers' logging integrations call, e.g.
+        TensorBoard's, which records the model config of a training run)."""
+        return json.dumps(self.to_dict(), indent=2)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OspreyConfig:
         """Strict: unknown keys are an error (a config from a newer version says so loudly)."""

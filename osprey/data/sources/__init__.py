@@ -1,0 +1,1 @@
+"""One loader per published training source; see ``osprey.data.registry`` for their type names."""
