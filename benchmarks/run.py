@@ -84,7 +84,7 @@ def build_osprey(
 
     model, tok = build_tiny()
     if full:
-        model = build_model(osprey_7b_config(), meta=True)
+        model = build_model(osprey_7b_config(), meta=True).to(dtype=dtype)  # no fp32 copy
         init_device = "cpu" if quantize else device
         model.to_empty(device=init_device)
         with torch.no_grad():

@@ -2,9 +2,9 @@
 published formats around the real VOC photo, then resume, LoRA, and the inference API.
 
 The runs use a tiny model at 256 px (256 image tokens instead of 1024, to fit the CPU budget; the
-data path is the same) whose LLM weights are scaled up so that its outputs depend on its inputs:
-with the tiny model's default init (std 0.02 at width 64) attention is uniform and the logits are
-near zero, so neither the projector nor the extractor could move the loss. LRs are high and
+data path is the same). The tiny model's LLM is initialised with large weights (see osprey.tiny) so
+that its outputs depend on its inputs: at transformers' std 0.02 attention is uniform and the
+logits near zero, so neither the projector nor the extractor could move the loss. LRs are high and
 constant so that a dozen steps show learning; seeds are fixed.
 """
 
@@ -89,11 +89,7 @@ def runs(voc, tmp_path_factory):
     specs = write_data_tree(voc, root)
     config = tiny_config()
     config = replace(config, vision=replace(config.vision, image_size=256))
-    model, tok = build_tiny(seed=0, config=config)
-    with torch.no_grad():
-        for p in model.llm.parameters():
-            if p.dim() == 2:
-                p.mul_(5.0)
+    model, tok = build_tiny(seed=0, config=config)  # its LLM is initialised at std 0.4 already
     save_osprey(model, tok, root / "init")
     data = {"data_root": str(root)}
     s1 = _train(root, "stage1", stage=1, model_path=str(root / "init"), learning_rate=1e-2,
