@@ -224,6 +224,7 @@ def build_demo(service):
     def on_send(question, chat, s, request: gr.Request):
         stop = stops.setdefault(request.session_hash if request else "-", threading.Event())
         stop.clear()
+        s.notice = ""
         chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         try:
             for text in service.ask(s, question, stop):

@@ -501,9 +501,16 @@ class Osprey:
         raw = self._decode(new)
         return Answer(conv.postprocess_answer(raw, "chat"), raw, len(ids), len(new), dropped)
 
-    def stream(self, fn: Callable[..., Answer], *args, **kwargs) -> Iterator[str]:
+    def stream(
+        self,
+        fn: Callable[..., Answer],
+        *args,
+        on_answer: Callable[[Answer], None] | None = None,
+        **kwargs,
+    ) -> Iterator[str]:
         """Run ``fn`` (``self.ask`` or ``self.generate``) in a thread and yield the decoded text as
-        it grows; the last value is the post-processed answer. Exceptions are re-raised here."""
+        it grows; the last value is the post-processed answer, whose :class:`Answer` goes to
+        ``on_answer`` (e.g. to report dropped chat turns). Exceptions are re-raised here."""
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(
@@ -527,6 +534,8 @@ class Osprey:
         thread.join()
         if "error" in result:
             raise result["error"]  # type: ignore[misc]
+        if on_answer is not None:
+            on_answer(result["answer"])  # type: ignore[arg-type]
         yield result["answer"].text  # type: ignore[union-attr]
 
     # -- parity ------------------------------------------------------------------------------

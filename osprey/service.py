@@ -303,8 +303,21 @@ class RegionChat:
         masks = [r.mask for r in session.regions]
         model_q = self._to_model_names(session, question)
         gen = Generation(self.max_new_tokens)
+
+        def report(answer) -> None:
+            if answer.dropped_turns:
+                n = answer.dropped_turns
+                session.notice = f"The chat no longer fits the model's context: its {n} oldest turn(s) were left out."
+
         stream = self.osprey.stream(
-            self.osprey.ask, rgb, masks or None, model_q, session.history, gen, stop=stop
+            self.osprey.ask,
+            rgb,
+            masks or None,
+            model_q,
+            session.history,
+            gen,
+            stop=stop,
+            on_answer=report,
         )
         text = ""
         try:

@@ -187,3 +187,11 @@ def test_segment_everything_pick_and_describe_all(tiny_service, voc):
     rows = tiny_service.describe_all(s, limit=3)
     assert len(rows) == min(3, n) and all(r["category"] is not None for r in rows)
     assert s.auto_labels and tiny_service.render(s).shape == voc["rgb"].shape
+
+
+def test_a_chat_longer_than_the_context_drops_old_turns_and_says_so(tiny_service, voc):
+    s = _with_regions(tiny_service, voc, 1)
+    s.history = [(f"question {i}?", "word " * 300) for i in range(6)]
+    out = list(tiny_service.ask(s, "And now?"))
+    assert out and "oldest turn(s) were left out" in s.notice
+    assert len(s.history) == 7  # the full history is kept; only the prompt leaves turns out
