@@ -209,7 +209,12 @@ class Osprey:
         if str(name_or_path) == "tiny-random":
             return cls.tiny(device=device, dtype=dtype, cache_size=cache_size, quantize=quantize)
         dev = resolve_device(device)
-        dt = resolve_dtype(dev, dtype)
+        # A 7B model in fp32 needs 28 GB: on the CPU, "auto" means bf16 (the tiny model keeps fp32).
+        dt = (
+            torch.bfloat16
+            if dev.type == "cpu" and dtype in (None, "auto")
+            else resolve_dtype(dev, dtype)
+        )
         ckpt_dir = Path(checkpoints_dir) if checkpoints_dir else hub.DEFAULT_CHECKPOINTS
         path = hub.resolve_model_dir(name_or_path, ckpt_dir, download=download)
         if clip_path is None and checkpoint_kind(path) == "original" and not _embeds_tower(path):
