@@ -13,6 +13,7 @@ one instance can serve many threads (the app's users).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import threading
@@ -310,6 +311,19 @@ class Osprey:
 
     # -- generation --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _generating(self, gen: Generation) -> Iterator[None]:
+        """Device work of one request: the model's lock, no autograd, and the seed (if any) applied
+        to a forked RNG so that other requests' randomness is untouched."""
+        with (
+            self.lock,
+            torch.inference_mode(),
+            torch.random.fork_rng(devices=_rng_devices(self.model.device)),
+        ):
+            if gen.seed is not None:
+                torch.manual_seed(gen.seed)
+            yield
+
     def _generation_config(self, gen: Generation, budget: int):
         from transformers import GenerationConfig
 
@@ -355,13 +369,7 @@ class Osprey:
         criteria = StoppingCriteriaList([_StopOnEvent(stop)]) if stop is not None else None
         sig = self._signature(ids, key, masks)
         input_ids = torch.tensor([ids], device=model.device)
-        with (
-            self.lock,
-            torch.inference_mode(),
-            torch.random.fork_rng(devices=_rng_devices(model.device)),
-        ):
-            if gen.seed is not None:
-                torch.manual_seed(gen.seed)
+        with self._generating(gen):
             cache, reused = self.prefix.take(key, sig)
             cache = cache if cache is not None else DynamicCache(config=model.llm.config)
             embeds = model.prepare_inputs(input_ids, [feats], [masks])
@@ -392,13 +400,7 @@ class Osprey:
         config = self._generation_config(gen, self._budget(gen, len(ids)))
         prefix_sig = signature(ids[:first], key, [], cfg.mask_token_id, cfg.pos_token_id)
         results: list[list[int]] = []
-        with (
-            self.lock,
-            torch.inference_mode(),
-            torch.random.fork_rng(devices=_rng_devices(model.device)),
-        ):
-            if gen.seed is not None:
-                torch.manual_seed(gen.seed)
+        with self._generating(gen):
             base, reused = self.prefix.take(key, [*prefix_sig, None], limit=first)
             base = base if base is not None else DynamicCache(config=model.llm.config)
             prefix_ids = torch.tensor([ids[:first]], device=model.device)
