@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from osprey.conversation import task_message  # noqa: E402
-from osprey.pipeline import FeatureCache, Generation, Osprey  # noqa: E402
+from osprey.pipeline import Generation, Osprey  # noqa: E402
 from osprey.prefix_cache import PrefixCache  # noqa: E402
+from sam_bridge.cache import LRUCache  # noqa: E402
 from sam_bridge.images import load_image  # noqa: E402
 
 ROWS: list[tuple[str, str, str]] = []  # (measure, ours, baseline / note)
@@ -96,7 +97,7 @@ def build_osprey(
 
 def baseline_generate(osp: Osprey, rgb: np.ndarray, masks, message: str, gen: Generation):
     """The original's per-question path: no image-feature cache, no prompt-prefix reuse."""
-    osp.features = FeatureCache(1)
+    osp.features = LRUCache(1)
     osp.features.put = lambda *a: None  # never keep features
     osp.prefix = PrefixCache(0)
     return osp.generate(rgb, masks, message, gen)

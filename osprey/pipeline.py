@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,8 @@ from osprey import conversation as conv
 from osprey.model.osprey import ImageFeatures, OspreyModel
 from osprey.prefix_cache import PrefixCache, mask_digest, signature
 from osprey.processor import RegionError, prepare_masks, preprocess_image
-from sam_bridge.images import ImageLike, to_rgb
+from sam_bridge.cache import LRUCache
+from sam_bridge.images import ImageLike, image_key, to_rgb
 
 # Room kept for the answer when old chat turns are dropped to fit the context.
 ANSWER_RESERVE = 128
@@ -74,47 +73,6 @@ def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) 
     if device.type == "mps":
         return torch.float16
     return torch.float32
-
-
-# ---------------------------------------------------------------------------------------------
-# caches
-
-
-def image_key(rgb: np.ndarray) -> str:
-    """Content key of an (H, W, 3) uint8 image."""
-    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16)
-    digest.update(str(rgb.shape).encode())
-    return digest.hexdigest()
-
-
-class FeatureCache:
-    """Thread-safe LRU of ImageFeatures by image key, bounded by entry count."""
-
-    def __init__(self, max_items: int = 8):
-        self.max_items = max(1, max_items)
-        self._items: OrderedDict[str, ImageFeatures] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, key: str) -> ImageFeatures | None:
-        with self._lock:
-            feats = self._items.get(key)
-            if feats is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return feats
-
-    def put(self, key: str, feats: ImageFeatures) -> None:
-        with self._lock:
-            self._items[key] = feats
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +137,10 @@ class Osprey:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
-        self.features = FeatureCache(cache_size)
+        self.features: LRUCache[ImageFeatures] = LRUCache(
+            max(1, cache_size)
+        )  # image key -> features
+        self._features_lock = threading.Lock()
         self.prefix = PrefixCache(kv_cache_size)  # 0 disables prefix reuse (the plain path)
         self.batch_size = batch_size  # regions per batched generate in describe()
         self.lock = threading.RLock()
@@ -267,13 +228,15 @@ class Osprey:
     def _image(self, image: ImageLike) -> tuple[np.ndarray, str, ImageFeatures]:
         rgb = to_rgb(image)
         key = image_key(rgb)
-        feats = self.features.get(key)
+        with self._features_lock:
+            feats = self.features.get(key)
         if feats is None:
             pixels = preprocess_image(rgb, self.model.config.vision.image_size)[None]
             with self.lock, torch.inference_mode():
                 feats = self.model.encode_images(pixels)[0]
                 self.vision_calls += 1
-            self.features.put(key, feats)
+            with self._features_lock:
+                self.features.put(key, feats)
         return rgb, key, feats
 
     # -- prompts -----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""A bounded LRU cache of SAM image embeddings, keyed by image content.
+"""A bounded LRU cache keyed by image content: SAM's image embeddings here, and Osprey's image
+features in :mod:`osprey.pipeline` (the same cache, another value type).
 
-Each entry carries everything SAM's decoder needs about its image (the features and the two
+Each SAM entry carries everything the decoder needs about its image (the features and the two
 sizes), so entries can be used in any order by any number of users. Not locked by itself: the
-:class:`~sam_bridge.predictor.SamBridge` that owns it holds one lock around every access.
+owner (:class:`~sam_bridge.predictor.SamBridge`, :class:`osprey.pipeline.Osprey`) holds a lock
+around every access.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 
@@ -35,14 +38,17 @@ class CacheStats:
     capacity: int
 
 
-class EmbeddingCache:
-    """Least-recently-used map of image key -> :class:`Embedding`, holding at most ``capacity``."""
+V = TypeVar("V")
+
+
+class LRUCache(Generic[V]):
+    """Least-recently-used map of image key -> value, holding at most ``capacity`` entries."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"cache capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._entries: OrderedDict[str, Embedding] = OrderedDict()
+        self._entries: OrderedDict[str, V] = OrderedDict()
         self.hits = self.misses = self.evictions = 0
 
     def __len__(self) -> int:
@@ -51,7 +57,7 @@ class EmbeddingCache:
     def __contains__(self, key: str) -> bool:
         return key in self._entries
 
-    def get(self, key: str) -> Embedding | None:
+    def get(self, key: str) -> V | None:
         """The entry for ``key`` (now the most recently used), or None; counts a hit or a miss."""
         entry = self._entries.get(key)
         if entry is None:
@@ -61,14 +67,14 @@ class EmbeddingCache:
         self._entries.move_to_end(key)
         return entry
 
-    def get_or_compute(self, key: str, compute: Callable[[], Embedding]) -> Embedding:
+    def get_or_compute(self, key: str, compute: Callable[[], V]) -> V:
         entry = self.get(key)
         if entry is None:
             entry = compute()
             self.put(key, entry)
         return entry
 
-    def put(self, key: str, entry: Embedding) -> None:
+    def put(self, key: str, entry: V) -> None:
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
@@ -77,3 +83,6 @@ class EmbeddingCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+EmbeddingCache = LRUCache[Embedding]  # SAM's embeddings by image key

