@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from osprey import conversation as conv
+from osprey.decode import StaticDecoder
 from osprey.model.osprey import ImageFeatures, OspreyModel
 from osprey.prefix_cache import PrefixCache, mask_digest, signature
 from osprey.processor import RegionError, prepare_masks, preprocess_image
@@ -32,6 +33,13 @@ from sam_bridge.images import ImageLike, image_key, to_rgb
 
 # Room kept for the answer when old chat turns are dropped to fit the context.
 ANSWER_RESERVE = 128
+# Sampling keeps the 50 most likely tokens before top-p: transformers' default, which the original
+# (transformers 4.31) sampled with and transformers 5 still fills in when top_k is unset.
+TOP_K = 50
+# describe(): rows per batched generate when ``batch_size="auto"`` are limited by this share of
+# the free device memory (KV cache of every row, which repeats the shared prefix), and this cap.
+BATCH_MEMORY_SHARE = 0.5
+MAX_BATCH_ROWS = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +140,7 @@ class Osprey:
         name: str = "",
         cache_size: int = 8,
         kv_cache_size: int = 4,
-        batch_size: int = 16,
+        batch_size: int | str = "auto",
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -142,7 +150,8 @@ class Osprey:
         )  # image key -> features
         self._features_lock = threading.Lock()
         self.prefix = PrefixCache(kv_cache_size)  # 0 disables prefix reuse (the plain path)
-        self.batch_size = batch_size  # regions per batched generate in describe()
+        self.batch_size = batch_size  # regions per batched generate in describe(), or "auto"
+        self.decoder: StaticDecoder | None = None  # see enable_static_decoding()
         self.lock = threading.RLock()
         self.vision_calls = 0  # number of vision-tower passes (cache misses), for tests and stats
 
@@ -161,15 +170,21 @@ class Osprey:
         cache_size: int = 8,
         attn_implementation: str = "sdpa",
         quantize: str | None = None,
+        compile: bool = False,
     ) -> Osprey:
         """Load a registry model (downloaded into ``checkpoints_dir`` on first use) or a checkpoint
         directory in either format. ``tiny-random`` builds the tiny model in-process.
-        ``quantize``: ``"8bit"`` or ``"4bit"`` LLM weights (bitsandbytes) for small GPUs."""
+        ``quantize``: ``"8bit"`` or ``"4bit"`` LLM weights (bitsandbytes) for small GPUs.
+        ``compile``: decode over a static KV cache with a compiled step (see
+        :meth:`enable_static_decoding`; compiled at load time)."""
         from osprey import hub
         from osprey.checkpoint import checkpoint_kind, load_osprey
 
         if str(name_or_path) == "tiny-random":
-            return cls.tiny(device=device, dtype=dtype, cache_size=cache_size, quantize=quantize)
+            osp = cls.tiny(device=device, dtype=dtype, cache_size=cache_size, quantize=quantize)
+            if compile:
+                osp.enable_static_decoding()
+            return osp
         dev = resolve_device(device)
         # A 7B model in fp32 needs 28 GB: on the CPU, "auto" means bf16 (the tiny model keeps fp32).
         dt = (
@@ -190,7 +205,10 @@ class Osprey:
             attn_implementation=attn_implementation,
         )
         _place(model, dev, dt, quantize)
-        return cls(model, tokenizer, name=str(name_or_path), cache_size=cache_size)
+        osp = cls(model, tokenizer, name=str(name_or_path), cache_size=cache_size)
+        if compile:
+            osp.enable_static_decoding()
+        return osp
 
     @classmethod
     def tiny(
@@ -209,6 +227,26 @@ class Osprey:
         dev = torch.device(device) if device not in (None, "auto") else torch.device("cpu")
         _place(model, dev, resolve_dtype(dev, dtype) if dtype else torch.float32, quantize)
         return cls(model, tokenizer, name="tiny-random", cache_size=cache_size)
+
+    def enable_static_decoding(
+        self, *, compile: bool = True, warmup: bool = True, **compile_kwargs
+    ) -> None:
+        """Decode single answers over a static KV cache (``model_max_length`` positions, allocated
+        once: 1 GiB for the 7B model in bf16) with a ``torch.compile``d one-token step, a CUDA
+        graph on GPUs. Tokens are the same as the plain path's under greedy decoding and seeded
+        sampling (up to float rounding). ``warmup`` compiles now rather than on the first
+        question. Batched describe keeps the plain decoding. Not for ZeroGPU Spaces (the GPU is
+        not held between requests) nor bitsandbytes-quantized models."""
+        if getattr(self.model.llm, "osprey_quantized", None):
+            raise ValueError("static decoding does not support bitsandbytes-quantized weights")
+        with self.lock:
+            if self.decoder is not None:
+                self.decoder.close()
+            self.decoder = StaticDecoder(
+                self.model.llm, self.max_length, compile=compile, **compile_kwargs
+            )
+            if warmup:
+                self.decoder.warmup()
 
     @property
     def untrained(self) -> bool:
@@ -295,7 +333,7 @@ class Osprey:
             do_sample=gen.do_sample,
             temperature=gen.temperature if gen.do_sample else None,
             top_p=gen.top_p if gen.do_sample else None,
-            top_k=None,
+            top_k=TOP_K if gen.do_sample else None,
             num_beams=1,
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -328,27 +366,69 @@ class Osprey:
         from transformers import DynamicCache, StoppingCriteriaList
 
         model = self.model
-        config = self._generation_config(gen, self._budget(gen, len(ids)))
-        criteria = StoppingCriteriaList([_StopOnEvent(stop)]) if stop is not None else None
+        budget = self._budget(gen, len(ids))
         sig = self._signature(ids, key, masks)
         input_ids = torch.tensor([ids], device=model.device)
         with self._generating(gen):
             cache, reused = self.prefix.take(key, sig)
             cache = cache if cache is not None else DynamicCache(config=model.llm.config)
             embeds = model.prepare_inputs(input_ids, [feats], [masks])
-            out = model.llm.generate(
-                inputs_embeds=embeds,
-                attention_mask=torch.ones_like(input_ids),
-                cache=cache,
-                generation_config=config,
-                streamer=streamer,
-                stopping_criteria=criteria,
-            )
-            new = out[0].tolist()
             self.prefix.reused_tokens += reused
             self.prefix.prefilled_tokens += len(ids) - reused
+            if self.decoder is not None:
+                new = self._decode_static(cache, embeds[:, reused:], budget, gen, streamer, stop)
+                cache = self.decoder.export(len(ids) + len(new) - 1)
+            else:
+                criteria = StoppingCriteriaList([_StopOnEvent(stop)]) if stop is not None else None
+                out = model.llm.generate(
+                    inputs_embeds=embeds,
+                    attention_mask=torch.ones_like(input_ids),
+                    cache=cache,
+                    generation_config=self._generation_config(gen, budget),
+                    streamer=streamer,
+                    stopping_criteria=criteria,
+                )
+                new = out[0].tolist()
             self.prefix.put(key, sig + new[:-1], cache)  # the last token was never fed back
         return new
+
+    def _decode_static(
+        self,
+        cache,
+        embeds: torch.Tensor,
+        budget: int,
+        gen: Generation,
+        streamer=None,
+        stop: threading.Event | None = None,
+    ) -> list[int]:
+        """Prefill ``embeds`` (1, T, D) after the ``DynamicCache`` ``cache``, then decode on the
+        static decoder, choosing tokens exactly as ``generate`` does (same processors, same RNG
+        draws)."""
+        out = self.model.llm(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
+        first = out.logits[:, -1]
+        start = self.decoder.load(cache)
+        warpers = _warpers(gen)
+        eos = self.tokenizer.eos_token_id
+
+        def choose(new: list[int], logits: torch.Tensor) -> int:
+            scores = logits.float()
+            if not gen.do_sample:
+                return int(scores.argmax(-1))
+            scores = warpers(None, scores)
+            return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
+
+        def on_token(token: int) -> bool:
+            if streamer is not None:
+                streamer.put(torch.tensor([token]))
+            return token == eos or (stop is not None and stop.is_set())
+
+        if streamer is not None:
+            streamer.put(torch.empty(1, 0, dtype=torch.long))  # the (empty) prompt, as generate
+        try:
+            return self.decoder.decode(first, start, budget, choose, on_token)
+        finally:
+            if streamer is not None:
+                streamer.end()
 
     def _generate_batch(
         self, key: str, feats: ImageFeatures, masks: torch.Tensor, ids: list[int], gen: Generation
@@ -372,8 +452,9 @@ class Osprey:
                 model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
             self.prefix.reused_tokens += reused
             self.prefix.prefilled_tokens += first - reused
-            for start in range(0, masks.shape[0], self.batch_size):
-                chunk = masks[start : start + self.batch_size]
+            step = self._rows_per_batch(len(ids) + config.max_new_tokens)
+            for start in range(0, masks.shape[0], step):
+                chunk = masks[start : start + step]
                 rows = chunk.shape[0]
                 cache = copy.deepcopy(base)
                 cache.batch_repeat_interleave(rows)
@@ -389,6 +470,20 @@ class Osprey:
                 self.prefix.prefilled_tokens += rows * (len(ids) - first)
             self.prefix.put(key, prefix_sig, base)
         return results
+
+    def _rows_per_batch(self, tokens: int) -> int:
+        """Regions decoded together: ``batch_size``, or with ``"auto"`` as many as the free
+        memory holds the KV cache of (``BATCH_MEMORY_SHARE`` of it, at most ``MAX_BATCH_ROWS``)."""
+        if self.batch_size != "auto":
+            return max(1, int(self.batch_size))
+        cfg = self.model.llm.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
+        elem = self.model.llm.get_input_embeddings().weight.element_size()
+        row = 2 * cfg.num_hidden_layers * kv_heads * head_dim * elem * tokens
+        return max(
+            1, min(MAX_BATCH_ROWS, int(BATCH_MEMORY_SHARE * free_memory(self.model.device) // row))
+        )
 
     def _until_eos(self, new: list[int]) -> list[int]:
         eos = self.tokenizer.eos_token_id
@@ -542,6 +637,40 @@ def _place(
     model.to(device)  # the rest; quantized weights are already there
     model.mask_extractor.float()
     reset_rotary(model.llm, device)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes the process can still allocate on ``device``: free device memory plus what torch's
+    caching allocator holds unused (CUDA), or the kernel's MemAvailable (CPU, Linux)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30  # unknown: assume a modest machine
+
+
+def _warpers(gen: Generation):
+    """The sampling processors ``generate`` applies for ``gen`` (temperature, top-k, top-p)."""
+    from transformers import (
+        LogitsProcessorList,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    out = LogitsProcessorList()
+    if gen.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(gen.temperature))
+    out.append(TopKLogitsWarper(TOP_K))
+    if gen.top_p < 1.0:
+        out.append(TopPLogitsWarper(gen.top_p))
+    return out
 
 
 def _rng_devices(device: torch.device) -> list:

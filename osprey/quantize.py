@@ -74,4 +74,5 @@ def quantize_llm(
                         parent, name, _quantized_linear(child, BITS[mode], compute_dtype).to(device)
                     )
                     count += 1
+    llm.osprey_quantized = mode
     return count
