@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                       # CPU, tiny model + SAM vit_b
     python benchmarks/run.py --full --dtype bf16   # CPU, the 7B architecture (random weights, ~14 GB)
-    python benchmarks/run.py --device cuda --full --sam vit_b vit_h --quant
+    python benchmarks/run.py --device cuda --full --sam vit_b vit_h --quant --compile
 
 Random weights: speed does not depend on weight values. The baseline reproduces what the
 original demo and evaluation scripts do for every question: SAM re-encodes the image on every
@@ -146,7 +146,7 @@ def _bench_one_sam(
     lat = [
         timed(lambda p=p: bridge.predict(image, points=[p]), device) for p in points[1 : clicks + 1]
     ]
-    predictor = SamPredictor(bridge.model)
+    predictor = SamPredictor(build_sam(mt).to(device))  # float32, as the original demo
 
     def original_click(p):
         with torch.inference_mode():
@@ -198,41 +198,13 @@ def bench_osprey(
     )
     record("later question, same image: time to first token", statistics.median(later), base_later)
 
-    # decode: the same prompt answered with 1 and with 1 + N tokens; the difference is N steps
-    with _forced_length(osp):
-
-        def detail(n: int):
-            return osp.generate(
-                rgb, masks[2:3], task_message("detailed"), Generation(max_new_tokens=n)
-            )
-
-        detail(decode_tokens + 1)  # warm-up of the growing-cache shapes
-        ttft = timed(lambda: detail(1), device)
-        total = timed(lambda: detail(decode_tokens + 1), device)
-    tps = decode_tokens / max(total - ttft, 1e-9)
-    record("decode, batch 1", tps, unit="tokens/s", note=f"({1e3 / tps:.1f} ms/token)")
-    if device.type == "cuda":
-        bw = copy_bandwidth(device)
-        weights = sum(
-            p.numel() * p.element_size()
-            for n, p in osp.model.llm.named_parameters()
-            if "embed_tokens" not in n
-        )
-        limit = bw / weights
-        record(
-            "  memory-bandwidth limit (LLM weights / measured copy bandwidth)",
-            limit,
-            unit="tokens/s",
-            note=f"decode reaches {100 * tps / limit:.0f} % ({bw / 1e12:.2f} TB/s, {weights / 2**30:.1f} GiB)",
-        )
+    bench_decode(osp, device, rgb, masks, decode_tokens)
 
     g = Generation(max_new_tokens=16)
     for n in regions:
         region_set = region_masks(masks, n)
         with _forced_length(osp):
-            osp.describe(
-                other, [m[::-1] for m in region_set[: min(n, osp.batch_size)]], "category", g
-            )  # warm-up
+            osp.describe(other, [m[::-1] for m in region_set], "category", g)  # warm-up
             ours = timed(lambda rs=region_set: osp.describe(rgb, rs, "category", g), device)
             base = timed(
                 lambda rs=region_set: [
@@ -247,6 +219,63 @@ def bench_osprey(
             n / base,
             unit="regions/s",
         )
+
+
+def bench_decode(
+    osp: Osprey, device: torch.device, rgb: np.ndarray, masks, decode_tokens: int, label: str = ""
+) -> float:
+    """Decode tokens/s at batch 1 (and, on CUDA, its share of the memory-bandwidth limit)."""
+    # decode: the same prompt answered with 1 and with 1 + N tokens; the difference is N steps
+    with _forced_length(osp):
+
+        def detail(n: int):
+            return osp.generate(
+                rgb, masks[2:3], task_message("detailed"), Generation(max_new_tokens=n)
+            )
+
+        detail(decode_tokens + 1)  # warm-up of the growing-cache shapes
+        ttft = timed(lambda: detail(1), device)
+        total = timed(lambda: detail(decode_tokens + 1), device)
+    tps = decode_tokens / max(total - ttft, 1e-9)
+    record(f"decode, batch 1{label}", tps, unit="tokens/s", note=f"({1e3 / tps:.1f} ms/token)")
+    if device.type == "cuda":
+        bw = copy_bandwidth(device)
+        weights = sum(
+            p.numel() * p.element_size()
+            for n, p in osp.model.llm.named_parameters()
+            if "embed_tokens" not in n
+        )
+        limit = bw / weights
+        record(
+            f"  memory-bandwidth limit (LLM weights / measured copy bandwidth){label}",
+            limit,
+            unit="tokens/s",
+            note=f"decode reaches {100 * tps / limit:.0f} % ({bw / 1e12:.2f} TB/s, {weights / 2**30:.1f} GiB)",
+        )
+
+    return tps
+
+
+def bench_static(osp: Osprey, device: torch.device, voc: dict, decode_tokens: int) -> None:
+    """The same later-question TTFT and decode with static-cache decoding and the compiled
+    step (compiled here, before timing)."""
+    rgb, masks = voc["rgb"], voc["masks"]
+    t = time.perf_counter()
+    osp.enable_static_decoding(compile=True)
+    record("compile + warm-up of the decode step (once per process)", time.perf_counter() - t)
+    g1 = Generation(max_new_tokens=1)
+    other = np.ascontiguousarray(rgb[::-1])
+    osp.ask(other, masks[:2, ::-1], "What is region1 doing next to region2?", gen=g1)
+    osp.generate(rgb, masks[:1], task_message("category"), g1)
+    later = [
+        timed(lambda m=m: osp.generate(rgb, m, task_message("category"), g1), device)
+        for m in (masks[1:2], masks[2:3], masks[3:4])
+    ]
+    record(
+        "later question, same image: time to first token (static decoding)",
+        statistics.median(later),
+    )
+    bench_decode(osp, device, rgb, masks, decode_tokens, " (static cache, compiled step)")
 
 
 class _Flip:
@@ -301,15 +330,21 @@ def bench_memory(
     sam_types: list[str],
     voc: dict,
     quant: bool,
+    compile: bool = False,
 ) -> None:
     from sam_bridge.build import build_sam
     from sam_bridge.predictor import SamBridge
 
-    for mode in [None, "8bit", "4bit"] if quant else [None]:
+    variants = (
+        [(None, False)] + [(None, True)] * compile + [("8bit", False), ("4bit", False)] * quant
+    )
+    for mode, static in variants:
         gc.collect()
         torch.cuda.empty_cache()
         t = time.perf_counter()
         osp = build_osprey(full, device, dtype, mode)
+        if static:
+            osp.enable_static_decoding(compile=True)
         print(f"  Osprey {mode or 'bf16'} built in {time.perf_counter() - t:.0f} s", flush=True)
         for mt in sam_types:
             torch.cuda.reset_peak_memory_stats()
@@ -322,7 +357,7 @@ def bench_memory(
                 gen=Generation(max_new_tokens=8),
             )
             peak = torch.cuda.max_memory_allocated() / 2**30
-            label = mode or str(dtype).split(".")[-1]
+            label = (mode or str(dtype).split(".")[-1]) + (" static-cache" if static else "")
             record(
                 f"peak GPU memory: Osprey {label} + SAM {mt}",
                 peak,
@@ -370,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         help="regions per batched generate (default: Osprey's)",
     )
     ap.add_argument("--quant", action="store_true", help="also 8-bit and 4-bit peak memory (CUDA)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also static-cache decoding with the torch.compile'd step (compiles for minutes)",
+    )
     ap.add_argument("--skip", nargs="*", default=[], choices=["sam", "osprey", "memory"])
     ap.add_argument("--json", type=Path)
     ap.add_argument(
@@ -404,9 +444,16 @@ def main(argv: list[str] | None = None) -> int:
         osp = build_osprey(args.full, device, dtype)
         osp.batch_size = args.batch_size or osp.batch_size
         bench_osprey(osp, device, voc, args.regions, args.decode_tokens)
+        if args.compile:
+            bench_static(osp, device, voc, args.decode_tokens)
         del osp
     if device.type == "cuda" and "memory" not in args.skip:
-        bench_memory(args.full, device, dtype, args.sam, voc, args.quant)
+        bench_memory(args.full, device, dtype, args.sam, voc, args.quant, args.compile)
+    if device.type == "cpu":
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
+        record("peak process memory (RSS, whole run)", peak, unit="GiB")
     width = max(len(r[0]) for r in ROWS)
     print(f"\n| {'measure'.ljust(width)} | ours | baseline -> ratio |")
     print(f"|{'-' * (width + 2)}|------|-------------------|")

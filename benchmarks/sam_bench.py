@@ -11,6 +11,7 @@ checkpoint=None): timings do not depend on weight values.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -183,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sam = build_sam(model_type)  # random weights, built once per model
         for dtype in args.dtypes or ["float32", "bfloat16"]:
             print(f"{model_type} {dtype} ...", flush=True)
-            rows.append(bench_bridge(sam, model_type, dtype, image, args))
+            # a copy: under bf16 the bridge stores the encoder's weights in bf16 (in place)
+            rows.append(bench_bridge(copy.deepcopy(sam), model_type, dtype, image, args))
         if args.baseline_clicks > 0:
             print(f"{model_type} original demo ...", flush=True)
             baselines.append(bench_original_demo(sam, model_type, image, args))

@@ -20,6 +20,7 @@ from segment_anything.modeling import (
     Sam,
     TwoWayTransformer,
 )
+from torch import nn
 
 from sam_bridge.checkpoints import MODEL_TYPES
 from sam_bridge.errors import CheckpointError, SamBridgeError
@@ -82,6 +83,23 @@ def resolve_autocast_dtype(
     if device.type not in allowed:
         raise SamBridgeError(f"{resolved} autocast is not supported on {device.type}; use float32")
     return resolved
+
+
+def store_matmul_weights(module: nn.Module, dtype: torch.dtype) -> int:
+    """Store the weights and biases of every Linear and Conv2d of ``module`` in ``dtype``.
+
+    Under ``torch.autocast(dtype=dtype)`` these layers compute in ``dtype`` anyway: autocast casts
+    their float32 parameters on each call and keeps the copies for the whole autocast region. So
+    the outputs stay bit-identical, while the parameters take half the memory and the cast copies
+    disappear (ViT-H's encoder: 2.5 GB of float32 weights plus 1.3 GB of copies -> 1.3 GB).
+    Norms, position embeddings and relative-position tables stay float32. The module then needs
+    autocast to run. Returns the number of layers converted."""
+    count = 0
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            layer.to(dtype)
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------------------------

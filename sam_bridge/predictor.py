@@ -26,7 +26,13 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.amg import remove_small_regions
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from sam_bridge.build import build_sam, build_tiny_sam, resolve_autocast_dtype, resolve_device
+from sam_bridge.build import (
+    build_sam,
+    build_tiny_sam,
+    resolve_autocast_dtype,
+    resolve_device,
+    store_matmul_weights,
+)
 from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
 from sam_bridge.checkpoints import ensure_checkpoint
 from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
@@ -156,9 +162,13 @@ class SamBridge:
         max_pixels: int = MAX_PIXELS,
     ) -> None:
         self.device = resolve_device(device)
-        # Autocast covers the image encoder only; the decoder is cheap and runs in float32.
+        # Autocast covers the image encoder only; the decoder is cheap and runs in float32. The
+        # encoder's Linear/Conv2d weights are stored in the autocast dtype (same outputs, half the
+        # memory): the model passed in is changed in place.
         self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
+        if self.autocast_dtype is not None:
+            store_matmul_weights(self.model.image_encoder, self.autocast_dtype)
         self.model_type = model_type
         self.max_pixels = max_pixels
         self._predictor = SamPredictor(self.model)

@@ -551,3 +551,26 @@ def test_real_vit_b_segments_voc_instances(voc):
         ious.append((best.mask & gt).sum() / (best.mask | gt).sum())
     assert np.mean(ious) > 0.6, ious
     assert bridge.stats.encodes == 1
+
+
+def test_encoder_weights_stored_in_autocast_dtype_give_identical_embeddings(voc):
+    """Storing the encoder's Linear/Conv2d weights in bf16 (what the bridge does under a bf16
+    dtype) changes nothing under autocast but the memory: the embedding is bit-identical."""
+    from segment_anything import SamPredictor
+
+    from sam_bridge.build import build_tiny_sam
+
+    bridge = SamBridge.tiny(dtype="bfloat16")
+    weights = dict(bridge.model.image_encoder.named_parameters())
+    assert weights["patch_embed.proj.weight"].dtype == torch.bfloat16
+    assert weights["blocks.0.attn.qkv.bias"].dtype == torch.bfloat16
+    assert weights["pos_embed"].dtype == torch.float32  # not a matmul weight
+    assert weights["blocks.0.norm1.weight"].dtype == torch.float32
+    assert bridge.model.mask_decoder.iou_prediction_head.layers[0].weight.dtype == torch.float32
+
+    reference = SamPredictor(build_tiny_sam(0))  # float32 weights, cast by autocast per call
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
+        reference.set_image(voc["rgb"])
+    with bridge._lock:
+        emb = bridge._embed(bridge.prepare(voc["rgb"]))
+    assert torch.equal(emb.features, reference.features.float())
