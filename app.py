@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="8-bit / 4-bit LLM weights (bitsandbytes) for small GPUs",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="static KV cache + torch.compile'd decode step (CUDA graphs on GPUs; compiles at "
+        "start-up; not on ZeroGPU)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
@@ -104,12 +110,20 @@ def build_service(args: argparse.Namespace):
         device=args.device,
         download=not args.offline,
     )
+    compile_ = args.compile
+    if compile_ and os.environ.get("SPACES_ZERO_GPU"):
+        print(
+            "--compile ignored on ZeroGPU (the GPU is not held between requests)", file=sys.stderr
+        )
+        compile_ = False
     osp = Osprey.from_pretrained(
         args.model,
         device=args.device,
         dtype=args.dtype,
         checkpoints_dir=ckpt,
         download=not args.offline,
+        quantize=args.quantize,
+        compile=compile_,
     )
     return RegionChat(osp, sam, max_new_tokens=args.max_new_tokens)
 

@@ -123,3 +123,32 @@ def test_api_errors_reach_the_client_and_the_server_keeps_serving(server, tmp_pa
         client.predict(handle_file(str(bad)), "[[1, 1]]", "[1]", "", api_name="/segment")
     _, info = client.predict(handle_file(str(img)), "[[250, 200]]", "[1]", "", api_name="/segment")
     assert info["area"] > 0
+
+
+@pytest.mark.parametrize(
+    "argv, zero_gpu, expected",
+    [
+        (["--quantize", "4bit", "--compile"], None, {"quantize": "4bit", "compile": True}),
+        ([], None, {"quantize": None, "compile": False}),
+        (["--compile"], "true", {"quantize": None, "compile": False}),  # ZeroGPU: no compile
+    ],
+)
+def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
+    from osprey.pipeline import Osprey
+    from sam_bridge import SamBridge
+
+    seen = {}
+    monkeypatch.setattr(SamBridge, "from_pretrained", classmethod(lambda cls, *a, **k: "sam"))
+
+    def load(cls, name, **kwargs):
+        seen.update(kwargs, name=name)
+        return Osprey.tiny()
+
+    monkeypatch.setattr(Osprey, "from_pretrained", classmethod(load))
+    if zero_gpu:
+        monkeypatch.setenv("SPACES_ZERO_GPU", zero_gpu)
+    else:
+        monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    app.build_service(app.parse_args(["--model", "osprey-7b", "--dtype", "bf16", *argv]))
+    assert seen["name"] == "osprey-7b" and seen["dtype"] == "bf16"
+    assert {k: seen[k] for k in expected} == expected
