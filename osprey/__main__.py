@@ -51,6 +51,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         checkpoints_dir=_checkpoints_dir(args.checkpoints),
         clip_path=args.clip,
         download=not args.offline,
+        quantize=args.quantize,
     )
     if osp.untrained:
         print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="T=0.2, top_p=0.6 sampling as the paper (default: greedy)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quantize", choices=["8bit", "4bit"], default=None, help="8/4-bit LLM (bitsandbytes)"
+    )
     _add_model_args(p)
     p.set_defaults(func=cmd_describe)
 

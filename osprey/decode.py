@@ -1,4 +1,5 @@
-"""Batch-1 decoding over a preallocated static KV cache with a compiled one-token step.
+"""Decoding: batch-1 decoding over a static KV cache with a compiled one-token step; the
+sampling processors of `generate`; free memory for sizing batches.
 
 The plain path decodes with transformers' ``generate`` over a growing ``DynamicCache``: every
 token pays Python and kernel-launch overhead for 32 layers, which on a GPU costs more than reading
@@ -22,6 +23,10 @@ import torch
 from torch import nn
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# Sampling keeps the 50 most likely tokens before top-p: transformers' default, which the original
+# (transformers 4.31) sampled with and transformers 5 still fills in when top_k is unset.
+TOP_K = 50
 
 
 class StaticDecoder:
@@ -121,6 +126,8 @@ class StaticDecoder:
                     new.append(token)
                     if on_token(token) or len(new) == budget:
                         return new
+                    if self.compiled and self.device.type == "cuda":
+                        torch.compiler.cudagraph_mark_step_begin()  # the last output is consumed
                     ids = torch.tensor([[token]], device=self.device)
                     pos = torch.tensor([[start + len(new) - 1]], device=self.device)
                     logits = self._step(ids, pos).clone()  # a graph's output is overwritten
@@ -146,3 +153,37 @@ class StaticDecoder:
 
     def close(self) -> None:
         self._worker.shutdown(wait=False)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes the process can still allocate on ``device``: free device memory plus what torch's
+    caching allocator holds unused (CUDA), or the kernel's MemAvailable (CPU, Linux)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30  # unknown: assume a modest machine
+
+
+def sampling_warpers(temperature: float, top_p: float):
+    """The processors ``generate`` applies when sampling (temperature, top-k, top-p)."""
+    from transformers import (
+        LogitsProcessorList,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    out = LogitsProcessorList()
+    if temperature != 1.0:
+        out.append(TemperatureLogitsWarper(temperature))
+    out.append(TopKLogitsWarper(TOP_K))
+    if top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p))
+    return out

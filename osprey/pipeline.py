@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from osprey import conversation as conv
-from osprey.decode import StaticDecoder
+from osprey.decode import TOP_K, StaticDecoder, free_memory, sampling_warpers
 from osprey.model.osprey import ImageFeatures, OspreyModel
 from osprey.prefix_cache import PrefixCache, mask_digest, signature
 from osprey.processor import RegionError, prepare_masks, preprocess_image
@@ -33,9 +33,6 @@ from sam_bridge.images import ImageLike, image_key, to_rgb
 
 # Room kept for the answer when old chat turns are dropped to fit the context.
 ANSWER_RESERVE = 128
-# Sampling keeps the 50 most likely tokens before top-p: transformers' default, which the original
-# (transformers 4.31) sampled with and transformers 5 still fills in when top_k is unset.
-TOP_K = 50
 # describe(): rows per batched generate when ``batch_size="auto"`` are limited by this share of
 # the free device memory (KV cache of every row, which repeats the shared prefix), and this cap.
 BATCH_MEMORY_SHARE = 0.5
@@ -377,7 +374,8 @@ class Osprey:
             self.prefix.prefilled_tokens += len(ids) - reused
             if self.decoder is not None:
                 new = self._decode_static(cache, embeds[:, reused:], budget, gen, streamer, stop)
-                cache = self.decoder.export(len(ids) + len(new) - 1)
+                if self.prefix.max_entries:
+                    cache = self.decoder.export(len(ids) + len(new) - 1)
             else:
                 criteria = StoppingCriteriaList([_StopOnEvent(stop)]) if stop is not None else None
                 out = model.llm.generate(
@@ -407,7 +405,7 @@ class Osprey:
         out = self.model.llm(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
         first = out.logits[:, -1]
         start = self.decoder.load(cache)
-        warpers = _warpers(gen)
+        warpers = sampling_warpers(gen.temperature, gen.top_p)
         eos = self.tokenizer.eos_token_id
 
         def choose(new: list[int], logits: torch.Tensor) -> int:
@@ -637,40 +635,6 @@ def _place(
     model.to(device)  # the rest; quantized weights are already there
     model.mask_extractor.float()
     reset_rotary(model.llm, device)
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes the process can still allocate on ``device``: free device memory plus what torch's
-    caching allocator holds unused (CUDA), or the kernel's MemAvailable (CPU, Linux)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 2**30  # unknown: assume a modest machine
-
-
-def _warpers(gen: Generation):
-    """The sampling processors ``generate`` applies for ``gen`` (temperature, top-k, top-p)."""
-    from transformers import (
-        LogitsProcessorList,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    out = LogitsProcessorList()
-    if gen.temperature != 1.0:
-        out.append(TemperatureLogitsWarper(gen.temperature))
-    out.append(TopKLogitsWarper(TOP_K))
-    if gen.top_p < 1.0:
-        out.append(TopPLogitsWarper(gen.top_p))
-    return out
 
 
 def _rng_devices(device: torch.device) -> list:

@@ -235,3 +235,21 @@ def test_real_checkpoint_loads(name, voc):
         answer.strip()
         and np.isfinite(osp.logits(voc["rgb"], voc["masks"][:1], _prompt()).numpy()).all()
     )
+
+
+@pytest.mark.parametrize("extra", [[], ["--quantize", "8bit"]], ids=["full-precision", "8bit"])
+def test_describe_cli(tmp_path, extra):
+    if extra:
+        pytest.importorskip("bitsandbytes")
+    from PIL import Image
+
+    image = Image.open(REPO / "examples" / "coffee.jpg")
+    mask = np.zeros((image.height, image.width), np.uint8)
+    mask[40:200, 60:300] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    cmd = [sys.executable, "-m", "osprey", "describe", "--model", "tiny-random"]
+    cmd += ["--image", str(REPO / "examples" / "coffee.jpg"), "--mask", str(tmp_path / "m.png")]
+    cmd += ["--task", "category", "--max-new-tokens", "4", *extra]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() and "meaningless" in out.stderr
