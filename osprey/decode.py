@@ -60,7 +60,12 @@ class StaticDecoder:
         else:
             self._step = self._forward
         self.compiled = compile
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="osprey-decode")
+        on_device = (
+            (lambda: torch.cuda.set_device(self.device)) if self.device.type == "cuda" else None
+        )  # graphs are recorded on the worker's current device
+        self._worker = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="osprey-decode", initializer=on_device
+        )
         self.steps = 0  # decode steps run, for stats
 
     def _forward(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

@@ -121,3 +121,20 @@ def test_auto_batch_rows_follow_free_memory(tiny_parts, monkeypatch):
     osp.batch_size = 3
     assert osp._rows_per_batch(1100) == 3
     assert pipeline.free_memory(torch.device("cpu")) > 0
+
+
+@pytest.mark.gpu
+def test_cuda_graph_decoding_matches_the_plain_path(voc):
+    """On CUDA the compiled step replays as a CUDA graph (mode reduce-overhead): same tokens as
+    the plain path on the same device, with streaming and a chat, and no recompilation."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    plain = Osprey.tiny(device="cuda", dtype="fp32")
+    plain.prefix.max_entries = 0
+    graphed = Osprey.tiny(device="cuda", dtype="fp32")
+    graphed.enable_static_decoding(compile=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        _chat_script(graphed, plain, voc, Generation(max_new_tokens=10))
+        chunks = list(graphed.stream(graphed.ask, voc["rgb"], voc["masks"][:1], "Why?"))
+    assert chunks[-1] == plain.ask(voc["rgb"], voc["masks"][:1], "Why?").text
+    graphed.decoder.close()
