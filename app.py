@@ -90,7 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="tiny random models for development without downloads (meaningless answers)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.compile and args.quantize:
+        p.error("--compile does not combine with --quantize (bitsandbytes layers do not compile)")
+    return args
 
 
 def build_service(args: argparse.Namespace):
@@ -99,9 +102,10 @@ def build_service(args: argparse.Namespace):
     from sam_bridge import SamBridge
 
     if args.tiny:
-        return RegionChat(
-            Osprey.tiny(), SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48)
-        )
+        osp = Osprey.tiny()
+        if args.compile:
+            osp.enable_static_decoding()
+        return RegionChat(osp, SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48))
     ckpt = Path(args.checkpoints) if args.checkpoints else None
     sam = SamBridge.from_pretrained(
         args.sam_model_type,

@@ -177,6 +177,8 @@ class Osprey:
         from osprey import hub
         from osprey.checkpoint import checkpoint_kind, load_osprey
 
+        if compile and quantize:
+            raise ValueError("compile (static decoding) does not combine with quantize")
         if str(name_or_path) == "tiny-random":
             osp = cls.tiny(device=device, dtype=dtype, cache_size=cache_size, quantize=quantize)
             if compile:

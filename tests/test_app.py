@@ -128,7 +128,8 @@ def test_api_errors_reach_the_client_and_the_server_keeps_serving(server, tmp_pa
 @pytest.mark.parametrize(
     "argv, zero_gpu, expected",
     [
-        (["--quantize", "4bit", "--compile"], None, {"quantize": "4bit", "compile": True}),
+        (["--quantize", "4bit"], None, {"quantize": "4bit", "compile": False}),
+        (["--compile"], None, {"quantize": None, "compile": True}),
         ([], None, {"quantize": None, "compile": False}),
         (["--compile"], "true", {"quantize": None, "compile": False}),  # ZeroGPU: no compile
     ],
@@ -152,3 +153,9 @@ def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
     app.build_service(app.parse_args(["--model", "osprey-7b", "--dtype", "bf16", *argv]))
     assert seen["name"] == "osprey-7b" and seen["dtype"] == "bf16"
     assert {k: seen[k] for k in expected} == expected
+
+
+def test_compile_and_quantize_are_refused_together(capsys):
+    with pytest.raises(SystemExit):
+        app.parse_args(["--compile", "--quantize", "8bit"])
+    assert "--compile does not combine with --quantize" in capsys.readouterr().err
