@@ -260,9 +260,13 @@ def bench_static(osp: Osprey, device: torch.device, voc: dict, decode_tokens: in
     """The same later-question TTFT and decode with static-cache decoding and the compiled
     step (compiled here, before timing)."""
     rgb, masks = voc["rgb"], voc["masks"]
+    before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
     t = time.perf_counter()
     osp.enable_static_decoding(compile=True)
     record("compile + warm-up of the decode step (once per process)", time.perf_counter() - t)
+    if device.type == "cuda":
+        extra = (torch.cuda.memory_allocated(device) - before) / 2**30
+        record("  GPU memory held by the static cache and graph pool", extra, unit="GiB")
     g1 = Generation(max_new_tokens=1)
     other = np.ascontiguousarray(rgb[::-1])
     osp.ask(other, masks[:2, ::-1], "What is region1 doing next to region2?", gen=g1)
@@ -330,21 +334,15 @@ def bench_memory(
     sam_types: list[str],
     voc: dict,
     quant: bool,
-    compile: bool = False,
 ) -> None:
     from sam_bridge.build import build_sam
     from sam_bridge.predictor import SamBridge
 
-    variants = (
-        [(None, False)] + [(None, True)] * compile + [("8bit", False), ("4bit", False)] * quant
-    )
-    for mode, static in variants:
+    for mode in [None, "8bit", "4bit"] if quant else [None]:
         gc.collect()
         torch.cuda.empty_cache()
         t = time.perf_counter()
         osp = build_osprey(full, device, dtype, mode)
-        if static:
-            osp.enable_static_decoding(compile=True)
         print(f"  Osprey {mode or 'bf16'} built in {time.perf_counter() - t:.0f} s", flush=True)
         for mt in sam_types:
             torch.cuda.reset_peak_memory_stats()
@@ -357,7 +355,7 @@ def bench_memory(
                 gen=Generation(max_new_tokens=8),
             )
             peak = torch.cuda.max_memory_allocated() / 2**30
-            label = (mode or str(dtype).split(".")[-1]) + (" static-cache" if static else "")
+            label = mode or str(dtype).split(".")[-1]
             record(
                 f"peak GPU memory: Osprey {label} + SAM {mt}",
                 peak,
@@ -448,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_static(osp, device, voc, args.decode_tokens)
         del osp
     if device.type == "cuda" and "memory" not in args.skip:
-        bench_memory(args.full, device, dtype, args.sam, voc, args.quant, args.compile)
+        bench_memory(args.full, device, dtype, args.sam, voc, args.quant)
     if device.type == "cpu":
         import resource
 
