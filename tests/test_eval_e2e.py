@@ -15,7 +15,7 @@ from osprey.eval.metrics import installed_minilm_dir
 from osprey.eval.panoptic_metrics import id2rgb
 from osprey.llm_api import ChatReply
 from sam_bridge.masks import encode_rle
-from tests.support.eval_data import description_dataset, region_question
+from tests.support.eval_data import description_dataset, eval_argv, region_question
 from tests.support.fake_region_model import FakeRegionModel
 
 needs_minilm = pytest.mark.skipif(
@@ -119,17 +119,7 @@ def test_missing_images_are_listed_before_the_model_loads(tmp_path, voc_objects,
     ann, images = _lvis_data(tmp_path, rgb, masks, names)
     (images / "000000000001.jpg").unlink()
     rc, loaded = _main(
-        [
-            "lvis",
-            "--annotations",
-            str(ann),
-            "--images",
-            str(images),
-            "--model",
-            "m",
-            "--out",
-            str(tmp_path / "o"),
-        ],
+        eval_argv("lvis", annotations=ann, images=images, model="m", out=tmp_path / "o"),
         FakeRegionModel(masks, names),
     )
     assert rc == 2 and loaded == [] and "000000000001.jpg" in capsys.readouterr().err
@@ -350,17 +340,7 @@ def test_refcocog_without_java_says_so(tmp_path, voc_objects, monkeypatch, capsy
     ann, images = _refcocog_data(tmp_path, rgb, masks, {15: "a person"})
     monkeypatch.setattr("shutil.which", lambda name: None)
     rc, _ = _main(
-        [
-            "refcocog",
-            "--annotations",
-            str(ann),
-            "--images",
-            str(images),
-            "--model",
-            "m",
-            "--out",
-            str(tmp_path / "o"),
-        ],
+        eval_argv("refcocog", annotations=ann, images=images, model="m", out=tmp_path / "o"),
         FakeRegionModel(masks, names),
     )
     assert rc == 2 and "java" in capsys.readouterr().err
@@ -385,17 +365,7 @@ def test_description_end_to_end(tmp_path, voc_objects):
     data, images = description_dataset(tmp_path, rgb, masks)
     model, judge = FakeRegionModel(masks, names, prefix="region1: "), ScriptedJudge()
     out = tmp_path / "run"
-    argv = [
-        "description",
-        "--data-dir",
-        str(data),
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "--model",
-        "m",
-    ]
+    argv = eval_argv("description", data_dir=data, images=images, out=out, model="m")
     rc, _ = _main(argv, model, judge)
     assert rc == 0 and len(model.calls) == 2 and len(judge.contents) == 2
     assert model.calls[0]["message"] == (
@@ -432,19 +402,9 @@ def test_ferret_bench_end_to_end(tmp_path, voc_objects):
     model, judge = FakeRegionModel(masks, names), ScriptedJudge("6 3\nwhy")
     out = tmp_path / "run"
     rc, _ = _main(
-        [
-            "ferret-bench",
-            "--data-dir",
-            str(data),
-            "--images",
-            str(images),
-            "--subset",
-            "caption",
-            "--model",
-            "m",
-            "--out",
-            str(out),
-        ],
+        eval_argv(
+            "ferret-bench", data_dir=data, images=images, subset="caption", model="m", out=out
+        ),
         model,
         judge,
     )

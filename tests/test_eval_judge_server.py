@@ -9,7 +9,7 @@ import pytest
 
 from osprey.eval import cli
 from osprey.eval.judge import parse_scores
-from tests.support.eval_data import description_dataset
+from tests.support.eval_data import description_dataset, eval_argv
 from tests.support.fake_region_model import FakeRegionModel
 from tests.support.llama_server import llama_server_url  # noqa: F401  (fixture)
 
@@ -19,31 +19,20 @@ def test_description_with_a_real_judge_server(llama_server_url, tmp_path, voc_ob
     rgb, masks, names = voc_objects
     data, images = description_dataset(tmp_path, rgb, masks)
     out = tmp_path / "run"
-    argv = [
+    argv = eval_argv(
         "description",
-        "--data-dir",
-        str(data),
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "--model",
-        "fake",
-        "--judge-base-url",
-        llama_server_url,
-        "--judge-model",
-        "smollm2",
-        "--judge-api-key",
-        "local",
-        "--judge-max-tokens",
-        "48",
-        "--judge-seed",
-        "0",
-        "--judge-attempts",
-        "2",
-        "--judge-concurrency",
-        "2",
-    ]
+        data_dir=data,
+        images=images,
+        out=out,
+        model="fake",
+        judge_base_url=llama_server_url,
+        judge_model="smollm2",
+        judge_api_key="local",
+        judge_max_tokens="48",
+        judge_seed="0",
+        judge_attempts="2",
+        judge_concurrency="2",
+    )
     model = FakeRegionModel(masks, names)
     t0 = time.monotonic()
     assert cli.main(argv, model_loader=lambda args: model) == 0

@@ -11,6 +11,7 @@ from PIL import Image
 from osprey.eval import cli
 from osprey.eval.metrics import installed_minilm_dir
 from sam_bridge.masks import encode_rle
+from tests.support.eval_data import eval_argv
 
 
 def _lvis(tmp_path, voc):
@@ -41,17 +42,7 @@ def test_lvis_with_the_tiny_model(tmp_path, voc, monkeypatch):
         return model
 
     out = tmp_path / "run"
-    argv = [
-        "lvis",
-        "--annotations",
-        str(ann),
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "--model",
-        "tiny-random",
-    ]
+    argv = eval_argv("lvis", annotations=ann, images=images, out=out, model="tiny-random")
     assert cli.main([*argv, "--max-new-tokens", "4"], model_loader=loader) == 0
     osp = loaded[0].osprey
     assert osp.untrained and osp.vision_calls == 1  # one image, four regions, one vision pass
@@ -79,19 +70,9 @@ def test_pope_with_the_tiny_model(tmp_path, voc):
     (tmp_path / "coco_pope_random.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "run"
     rc = cli.main(
-        [
-            "pope",
-            "--data-dir",
-            str(tmp_path),
-            "--split",
-            "random",
-            "--images",
-            str(images),
-            "--model",
-            "tiny-random",
-            "--out",
-            str(out),
-        ]
+        eval_argv(
+            "pope", data_dir=tmp_path, split="random", images=images, model="tiny-random", out=out
+        )
     )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -101,17 +82,7 @@ def test_pope_with_the_tiny_model(tmp_path, voc):
 def test_unknown_model_is_a_clear_error(tmp_path, voc, capsys):
     ann, images = _lvis(tmp_path, voc)
     rc = cli.main(
-        [
-            "lvis",
-            "--annotations",
-            str(ann),
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "o"),
-            "--model",
-            "no-such-model",
-        ]
+        eval_argv("lvis", annotations=ann, images=images, out=tmp_path / "o", model="no-such-model")
     )
     assert rc != 0
     assert "no-such-model" in capsys.readouterr().err
@@ -171,17 +142,7 @@ def test_refcocog_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
         tmp_path, rgb, masks, {i: f"the {names[i]} on the left" for i in (15, 18)}
     )
     out = tmp_path / "run"
-    argv = [
-        "refcocog",
-        "--annotations",
-        str(ann),
-        "--images",
-        str(images),
-        "--model",
-        "tiny-random",
-        "--out",
-        str(out),
-    ]
+    argv = eval_argv("refcocog", annotations=ann, images=images, model="tiny-random", out=out)
     assert _run(argv, tiny_model) == 0
     got = json.loads((out / "metrics.json").read_text())
     assert got["regions"] == 2 and 0 <= got["METEOR"] <= 100 and got["CIDEr"] >= 0
@@ -195,17 +156,7 @@ def test_description_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
     data, images = description_dataset(tmp_path, rgb, masks)
     judge = ScriptedJudge("8 6\nok")
     out = tmp_path / "run"
-    argv = [
-        "description",
-        "--data-dir",
-        str(data),
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "--model",
-        "tiny-random",
-    ]
+    argv = eval_argv("description", data_dir=data, images=images, out=out, model="tiny-random")
     assert _run(argv, tiny_model, judge) == 0
     assert len(judge.contents) == 2 and json.loads((out / "metrics.json").read_text())[
         "score"

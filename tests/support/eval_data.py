@@ -48,3 +48,12 @@ def description_dataset(tmp_path, rgb, masks):
         )
     )
     return d, images
+
+
+def eval_argv(benchmark: str, **options) -> list[str]:
+    """Command line of ``python -m osprey.eval``: ``out=path`` becomes ``--out str(path)``,
+    ``judge_base_url=u`` becomes ``--judge-base-url u``."""
+    argv = [benchmark]
+    for key, value in options.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv
