@@ -112,11 +112,11 @@ class StaticDecoder:
         first_logits: torch.Tensor,
         start: int,
         budget: int,
-        choose: Callable[[list[int], torch.Tensor], int],
+        choose: Callable[[torch.Tensor], torch.Tensor],
         on_token: Callable[[int], bool],
     ) -> list[int]:
         """Decode after a loaded prompt of ``start`` tokens whose last logits are ``first_logits``
-        (1, vocab). ``choose(tokens_so_far, logits)`` picks each token; ``on_token(token)`` returns
+        (1, vocab). ``choose(logits)`` picks each token (see :func:`token_chooser`); ``on_token(token)`` returns
         True to stop (end of sequence, stop button). Returns the new tokens (at most ``budget``)."""
         if start + budget > self.max_len + 1:
             raise ValueError(f"{start} + {budget} tokens exceed the {self.max_len}-token cache")
@@ -127,7 +127,7 @@ class StaticDecoder:
                 new: list[int] = []
                 logits = first_logits
                 while True:
-                    token = choose(new, logits)
+                    token = int(choose(logits.float()))
                     new.append(token)
                     if on_token(token) or len(new) == budget:
                         return new
@@ -153,7 +153,7 @@ class StaticDecoder:
             self.llm(input_ids=ids, cache=prefix, use_cache=True, logits_to_keep=1)
             self.load(prefix)
             logits = torch.zeros(1, self.llm.config.vocab_size, device=self.device)
-            self.decode(logits, 1, steps + 1, lambda new, lg: 0, lambda tok: False)
+            self.decode(logits, 1, steps + 1, lambda lg: lg.argmax(-1), lambda tok: False)
             self._reset()
 
     def close(self) -> None:
@@ -174,6 +174,20 @@ def free_memory(device: torch.device) -> int:
     except OSError:
         pass
     return 8 * 2**30  # unknown: assume a modest machine
+
+
+def token_chooser(do_sample: bool, temperature: float, top_p: float):
+    """``choose(logits)``: (B, vocab) float32 logits -> (B,) token ids, as ``generate`` picks
+    them (argmax; or the sampling processors, then one multinomial draw per row)."""
+    if not do_sample:
+        return lambda logits: logits.argmax(-1)
+    warpers = sampling_warpers(temperature, top_p)
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(warpers(None, logits), dim=-1)
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+    return choose
 
 
 def sampling_warpers(temperature: float, top_p: float):

@@ -14,7 +14,6 @@ one instance can serve many threads (the app's users).
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,17 +23,18 @@ import numpy as np
 import torch
 
 from osprey import conversation as conv
-from osprey.decode import TOP_K, StaticDecoder, free_memory, sampling_warpers
+from osprey.decode import TOP_K, StaticDecoder, free_memory, token_chooser
 from osprey.model.osprey import ImageFeatures, OspreyModel
 from osprey.prefix_cache import PrefixCache, mask_digest, signature
 from osprey.processor import RegionError, prepare_masks, preprocess_image
+from osprey.shared_prefix import SharedPrefix, decode_rows, row_bytes
 from sam_bridge.cache import LRUCache
 from sam_bridge.images import ImageLike, image_key, to_rgb
 
 # Room kept for the answer when old chat turns are dropped to fit the context.
 ANSWER_RESERVE = 128
 # describe(): rows per batched generate when ``batch_size="auto"`` are limited by this share of
-# the free device memory (KV cache of every row, which repeats the shared prefix), and this cap.
+# the free device memory (each row's own KV, embeddings and attention scores), and this cap.
 BATCH_MEMORY_SHARE = 0.5
 MAX_BATCH_ROWS = 64
 
@@ -148,6 +148,7 @@ class Osprey:
         self._features_lock = threading.Lock()
         self.prefix = PrefixCache(kv_cache_size)  # 0 disables prefix reuse (the plain path)
         self.batch_size = batch_size  # regions per batched generate in describe(), or "auto"
+        self.last_batch_rows = 0  # rows per batch of the last batched describe (stats)
         self.decoder: StaticDecoder | None = None  # see enable_static_decoding()
         self.lock = threading.RLock()
         self.vision_calls = 0  # number of vision-tower passes (cache misses), for tests and stats
@@ -407,15 +408,8 @@ class Osprey:
         out = self.model.llm(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
         first = out.logits[:, -1]
         start = self.decoder.load(cache)
-        warpers = sampling_warpers(gen.temperature, gen.top_p)
+        choose = token_chooser(gen.do_sample, gen.temperature, gen.top_p)
         eos = self.tokenizer.eos_token_id
-
-        def choose(new: list[int], logits: torch.Tensor) -> int:
-            scores = logits.float()
-            if not gen.do_sample:
-                return int(scores.argmax(-1))
-            scores = warpers(None, scores)
-            return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
 
         def on_token(token: int) -> bool:
             if streamer is not None:
@@ -434,14 +428,17 @@ class Osprey:
         self, key: str, feats: ImageFeatures, masks: torch.Tensor, ids: list[int], gen: Generation
     ) -> list[list[int]]:
         """One prompt, many regions: the prompt's text is shared, each row gets its own region.
-        The prefix before the first region is prefilled once (or reused from the prefix cache),
-        copied to every row, and the rows decode together. Returns the new ids of each region."""
+        The prefix before the first region is prefilled once (or reused from the prefix cache) and
+        kept once: the rows attend to it through shared-prefix attention
+        (``osprey/shared_prefix.py``), their own caches hold only the region's tokens and the
+        answer. Returns the new ids of each region."""
         from transformers import DynamicCache
 
         model, cfg = self.model, self.model.config
         first = ids.index(cfg.mask_token_id)
-        config = self._generation_config(gen, self._budget(gen, len(ids)))
+        budget = self._budget(gen, len(ids))
         prefix_sig = signature(ids[:first], key, [], cfg.mask_token_id, cfg.pos_token_id)
+        choose = token_chooser(gen.do_sample, gen.temperature, gen.top_p)
         results: list[list[int]] = []
         with self._generating(gen):
             base, reused = self.prefix.take(key, [*prefix_sig, None], limit=first)
@@ -452,42 +449,31 @@ class Osprey:
                 model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
             self.prefix.reused_tokens += reused
             self.prefix.prefilled_tokens += first - reused
-            step = self._rows_per_batch(len(ids) + config.max_new_tokens)
+            shared = SharedPrefix.from_cache(base)
+            elem = model.llm.get_input_embeddings().weight.element_size()
+            row = row_bytes(model.llm.config, elem, first, len(ids) - first, budget)
+            step = self._rows_per_batch(row)
+            self.last_batch_rows = min(step, masks.shape[0])
             for start in range(0, masks.shape[0], step):
                 chunk = masks[start : start + step]
                 rows = chunk.shape[0]
-                cache = copy.deepcopy(base)
-                cache.batch_repeat_interleave(rows)
                 input_ids = torch.tensor([ids] * rows, device=model.device)
                 embeds = model.prepare_inputs(input_ids, [feats] * rows, [m[None] for m in chunk])
-                out = model.llm.generate(
-                    inputs_embeds=embeds,
-                    attention_mask=torch.ones_like(input_ids),
-                    cache=cache,
-                    generation_config=config,
-                )
-                results += [self._until_eos(row.tolist()) for row in out]
+                results += decode_rows(
+                    model.llm, shared, embeds[:, first:], budget, choose,
+                    self.tokenizer.eos_token_id,
+                )  # fmt: skip
                 self.prefix.prefilled_tokens += rows * (len(ids) - first)
             self.prefix.put(key, prefix_sig, base)
         return results
 
-    def _rows_per_batch(self, tokens: int) -> int:
-        """Regions decoded together: ``batch_size``, or with ``"auto"`` as many as the free
-        memory holds the KV cache of (``BATCH_MEMORY_SHARE`` of it, at most ``MAX_BATCH_ROWS``)."""
+    def _rows_per_batch(self, row: int) -> int:
+        """Regions decoded together: ``batch_size``, or with ``"auto"`` as many rows of ``row``
+        bytes as ``BATCH_MEMORY_SHARE`` of the free memory holds (at most ``MAX_BATCH_ROWS``)."""
         if self.batch_size != "auto":
             return max(1, int(self.batch_size))
-        cfg = self.model.llm.config
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
-        elem = self.model.llm.get_input_embeddings().weight.element_size()
-        row = 2 * cfg.num_hidden_layers * kv_heads * head_dim * elem * tokens
-        return max(
-            1, min(MAX_BATCH_ROWS, int(BATCH_MEMORY_SHARE * free_memory(self.model.device) // row))
-        )
-
-    def _until_eos(self, new: list[int]) -> list[int]:
-        eos = self.tokenizer.eos_token_id
-        return new[: new.index(eos) + 1] if eos in new else new
+        free = free_memory(self.model.device)
+        return max(1, min(MAX_BATCH_ROWS, int(BATCH_MEMORY_SHARE * free // row)))
 
     def _decode(self, new_ids: list[int]) -> str:
         return self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()

@@ -108,18 +108,15 @@ def test_static_decoding_refuses_quantized_weights():
 def test_auto_batch_rows_follow_free_memory(tiny_parts, monkeypatch):
     model, tok = tiny_parts
     osp = Osprey(model, tok)  # batch_size="auto"
-    cfg = model.llm.config
-    kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
-    per_token = 2 * cfg.num_hidden_layers * kv_heads * (cfg.hidden_size // cfg.num_attention_heads)
-    row = per_token * 4 * 1100  # fp32, 1100 tokens
+    row = 3_000_000
     monkeypatch.setattr(pipeline, "free_memory", lambda device: 10 * row)
-    assert osp._rows_per_batch(1100) == 5  # half of the free memory
+    assert osp._rows_per_batch(row) == 5  # half of the free memory
     monkeypatch.setattr(pipeline, "free_memory", lambda device: row)
-    assert osp._rows_per_batch(1100) == 1  # never zero
+    assert osp._rows_per_batch(row) == 1  # never zero
     monkeypatch.setattr(pipeline, "free_memory", lambda device: 10**6 * row)
-    assert osp._rows_per_batch(1100) == pipeline.MAX_BATCH_ROWS
+    assert osp._rows_per_batch(row) == pipeline.MAX_BATCH_ROWS
     osp.batch_size = 3
-    assert osp._rows_per_batch(1100) == 3
+    assert osp._rows_per_batch(row) == 3
     assert pipeline.free_memory(torch.device("cpu")) > 0
 
 
