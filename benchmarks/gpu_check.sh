@@ -24,7 +24,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline.py \
-  tests/test_static_decode.py tests/test_sam_bridge.py 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
+  tests/test_static_decode.py tests/test_shared_prefix.py tests/test_sam_bridge.py 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
 
 timeout 380 "$PY" benchmarks/run.py --device cuda --full --sam vit_b vit_h --quant --compile \
   --clicks 30 "${VOC[@]}" --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -40

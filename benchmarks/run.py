@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                       # CPU, tiny model + SAM vit_b
     python benchmarks/run.py --full --dtype bf16   # CPU, the 7B architecture (random weights, ~14 GB)
+    python benchmarks/run.py --full --skip sam osprey   # CPU: peak RSS of 7B bf16 + SAM ViT-B
     python benchmarks/run.py --device cuda --full --sam vit_b vit_h --quant --compile
 
 Random weights: speed does not depend on weight values. The baseline reproduces what the
@@ -327,6 +328,26 @@ def copy_bandwidth(device: torch.device) -> float:
     return 2 * x.numel() * 10 / (time.perf_counter() - t)
 
 
+def reset_peak(device: torch.device) -> None:
+    """Start a new peak-memory window: torch's allocator peak on CUDA, the process's resident
+    high-water mark (VmHWM, reset through /proc/self/clear_refs) on a Linux CPU."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def bench_memory(
     full: bool,
     device: torch.device,
@@ -335,17 +356,21 @@ def bench_memory(
     voc: dict,
     quant: bool,
 ) -> None:
+    """Peak memory of the whole demo on one device: Osprey (bf16 / 8-bit / 4-bit) and SAM built,
+    one click, one two-region question, then describe-all on 50 regions. On CUDA the allocator's
+    peak (what the GPU must hold); on the CPU the process's peak resident memory."""
     from sam_bridge.build import build_sam
     from sam_bridge.predictor import SamBridge
 
+    what = "GPU memory" if device.type == "cuda" else "process memory (RSS)"
+    regions = region_masks(voc["masks"], 50)
     for mode in [None, "8bit", "4bit"] if quant else [None]:
-        gc.collect()
-        torch.cuda.empty_cache()
+        label = mode or str(dtype).split(".")[-1]
         t = time.perf_counter()
         osp = build_osprey(full, device, dtype, mode)
-        print(f"  Osprey {mode or 'bf16'} built in {time.perf_counter() - t:.0f} s", flush=True)
+        print(f"  Osprey {label} built in {time.perf_counter() - t:.0f} s", flush=True)
         for mt in sam_types:
-            torch.cuda.reset_peak_memory_stats()
+            reset_peak(device)  # the window starts with Osprey resident
             sam = SamBridge(build_sam(mt), model_type=mt, device=device)
             sam.predict(voc["rgb"], points=[(250, 200)])
             answer = osp.ask(
@@ -354,18 +379,24 @@ def bench_memory(
                 "What is region1 doing next to region2?",
                 gen=Generation(max_new_tokens=8),
             )
-            peak = torch.cuda.max_memory_allocated() / 2**30
-            label = mode or str(dtype).split(".")[-1]
             record(
-                f"peak GPU memory: Osprey {label} + SAM {mt}",
-                peak,
+                f"peak {what}: Osprey {label} + SAM {mt}, click + question",
+                peak_gib(device),
                 unit="GiB",
                 note=f"({answer.new_tokens} tokens answered)",
             )
+            with _forced_length(osp):
+                osp.describe(voc["rgb"], regions, "short", Generation(max_new_tokens=8))
+            record(
+                f"peak {what}: ... then describe all, 50 regions",
+                peak_gib(device),
+                unit="GiB",
+                note=f"(rows per batch: {osp.last_batch_rows})",
+            )
             del sam
             gc.collect()
-            torch.cuda.empty_cache()
         del osp
+        gc.collect()
 
 
 def load_voc(path: Path | None) -> dict:
@@ -402,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="regions per batched generate (default: Osprey's)",
     )
-    ap.add_argument("--quant", action="store_true", help="also 8-bit and 4-bit peak memory (CUDA)")
+    ap.add_argument("--quant", action="store_true", help="also 8-bit and 4-bit peak memory")
     ap.add_argument(
         "--compile",
         action="store_true",
@@ -445,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compile:
             bench_static(osp, device, voc, args.decode_tokens)
         del osp
-    if device.type == "cuda" and "memory" not in args.skip:
+    if "memory" not in args.skip:
         bench_memory(args.full, device, dtype, args.sam, voc, args.quant)
     if device.type == "cpu":
         import resource
