@@ -116,8 +116,9 @@ class StaticDecoder:
         on_token: Callable[[int], bool],
     ) -> list[int]:
         """Decode after a loaded prompt of ``start`` tokens whose last logits are ``first_logits``
-        (1, vocab). ``choose(logits)`` picks each token (see :func:`token_chooser`); ``on_token(token)`` returns
-        True to stop (end of sequence, stop button). Returns the new tokens (at most ``budget``)."""
+        (1, vocab). ``choose(logits)`` picks each token (see :func:`token_chooser`);
+        ``on_token(token)`` returns True to stop (end of sequence, stop button). Returns the new
+        tokens (at most ``budget``)."""
         if start + budget > self.max_len + 1:
             raise ValueError(f"{start} + {budget} tokens exceed the {self.max_len}-token cache")
         grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
