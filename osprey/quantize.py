@@ -8,6 +8,8 @@ a little: ``benchmarks/run.py --quant`` measures how much on the tiny model's lo
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -22,6 +24,20 @@ def _require_bnb():
             "8-bit / 4-bit loading needs bitsandbytes: pip install bitsandbytes"
         ) from exc
     return bnb
+
+
+class _DropInt8CastNotice(logging.Filter):
+    """bitsandbytes logs on every 8-bit matmul that bf16/fp32 inputs are cast to fp16 (LLM.int8
+    computes in fp16 by design): thousands of identical lines per answer, so they are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("MatMul8bitLt: inputs will be cast")
+
+
+def _quiet_int8_cast_notice() -> None:
+    log = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropInt8CastNotice) for f in log.filters):
+        log.addFilter(_DropInt8CastNotice())
 
 
 def _quantized_linear(linear: nn.Linear, bits: int, compute_dtype: torch.dtype) -> nn.Module:
@@ -65,6 +81,9 @@ def quantize_llm(
     quantized as they move to ``device``. Returns the number of layers replaced."""
     if mode not in BITS:
         raise ValueError(f"unknown quantization {mode!r}; use one of {sorted(BITS)}")
+    if mode == "8bit":
+        _require_bnb()
+        _quiet_int8_cast_notice()
     count = 0
     for block in llm.model.layers:
         for parent in list(block.modules()):
