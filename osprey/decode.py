@@ -93,12 +93,9 @@ class StaticDecoder:
 
     def export(self, n: int):
         """A ``DynamicCache`` with copies of the first ``n`` positions (for the prefix cache)."""
-        from transformers import DynamicCache
+        from osprey.prefix_cache import clone_prefix
 
-        out = DynamicCache()
-        for i, layer in enumerate(self.cache.layers):
-            out.update(layer.keys[..., :n, :].clone(), layer.values[..., :n, :].clone(), i)
-        return out
+        return clone_prefix(self.cache, n)
 
     def _reset(self) -> None:
         for layer in self.cache.layers:

@@ -96,7 +96,7 @@ class PrefixCache:
         if n == len(entry.sig):
             del self._entries[best]
             return entry.cache, n
-        return _clone_prefix(entry.cache, n), n
+        return clone_prefix(entry.cache, n), n
 
     def put(self, key: str, sig: Signature, cache) -> None:
         """Store ``cache``, which must hold exactly the KV of ``sig``."""
@@ -114,8 +114,9 @@ class PrefixCache:
         return len(self._entries)
 
 
-def _clone_prefix(cache, n: int):
-    """A new DynamicCache with copies of the first ``n`` positions of every layer of ``cache``."""
+def clone_prefix(cache, n: int):
+    """A new DynamicCache with copies of the first ``n`` positions of every layer of ``cache``
+    (a ``DynamicCache`` or a ``StaticCache``)."""
     from transformers import DynamicCache
 
     out = DynamicCache()

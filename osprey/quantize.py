@@ -82,7 +82,6 @@ def quantize_llm(
     if mode not in BITS:
         raise ValueError(f"unknown quantization {mode!r}; use one of {sorted(BITS)}")
     if mode == "8bit":
-        _require_bnb()
         _quiet_int8_cast_notice()
     count = 0
     for block in llm.model.layers:
