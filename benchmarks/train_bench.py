@@ -110,18 +110,12 @@ class StepClock(TrainerCallback):
 
 
 def full_model(device: torch.device):
-    """The released 7B architecture with random weights, built straight on the device."""
-    from osprey.checkpoint import build_model
+    """The released 7B architecture with random weights in fp32 (training keeps fp32 master
+    weights), built straight on the device."""
     from osprey.config import osprey_7b_config
-    from osprey.model.llm import reset_rotary
+    from osprey.loading import build_random
 
-    model = build_model(osprey_7b_config(), meta=True)
-    model.to_empty(device=device)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.02)
-    reset_rotary(model.llm, device)
-    return model
+    return build_random(osprey_7b_config(), device, torch.float32).train()
 
 
 def collate(pad: int):

@@ -3,56 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-
-def _checkpoints_dir(arg: str | None) -> Path:
-    from osprey.hub import DEFAULT_CHECKPOINTS
-
-    return Path(arg or os.environ.get("OSPREY_CHECKPOINTS") or DEFAULT_CHECKPOINTS)
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        default="osprey-7b",
-        help="registry name (osprey-7b, osprey-chat-7b, tiny-random, ...) or a checkpoint directory",
-    )
-    p.add_argument(
-        "--checkpoints",
-        default=None,
-        help="where registry models are stored (default: the repo's checkpoints/, or $OSPREY_CHECKPOINTS)",
-    )
-    p.add_argument(
-        "--clip",
-        default=None,
-        help="open_clip CLIP file, when the checkpoint does not embed the vision tower",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", default="auto", help="auto, bf16, fp16, fp32")
-    p.add_argument(
-        "--offline", action="store_true", help="never download; fail with instructions instead"
-    )
+from osprey.options import (
+    checkpoints_dir,
+    device_options,
+    generation_options,
+    model_name,
+    model_options,
+    run,
+)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from osprey.images import load_image
+    from osprey.masks import load_mask_png
     from osprey.pipeline import Generation, Osprey
-    from sam_bridge.images import load_image
-    from sam_bridge.masks import load_mask_png
 
     image = load_image(args.image)
     masks = [load_mask_png(m) for m in args.mask]
     osp = Osprey.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        checkpoints_dir=_checkpoints_dir(args.checkpoints),
-        clip_path=args.clip,
-        download=not args.offline,
+        model_name(args), device=args.device, dtype=args.dtype,
+        checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
         quantize=args.quantize,
-    )
+    )  # fmt: skip
     if osp.untrained:
         print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
     gen = (
@@ -73,7 +48,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from osprey.config import OspreyConfig, osprey_7b_config, tiny_config
     from osprey.hub import REGISTRY
 
-    if args.model == "tiny-random":
+    if model_name(args) == "tiny-random":
         config = tiny_config()
     elif args.model in REGISTRY:
         config = osprey_7b_config()
@@ -103,9 +78,9 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from osprey.hub import download_model, find_clip
+    from osprey.hub import DEFAULT_CHECKPOINTS, download_model, find_clip
 
-    ckpt = _checkpoints_dir(args.checkpoints)
+    ckpt = checkpoints_dir(args) or DEFAULT_CHECKPOINTS
     path = download_model(args.model, ckpt)
     print(f"{args.model}: {path}")
     if args.clip:
@@ -132,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
-        "describe", help="describe masked regions of an image, or ask a question about them"
-    )
+        "describe", help="describe masked regions of an image, or ask a question about them",
+        parents=[model_options(), generation_options()],
+    )  # fmt: skip
     p.add_argument("--image", required=True)
     p.add_argument(
         "--mask",
@@ -146,23 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--question", help="free question; refer to the regions as region1, region2, ..."
     )
-    p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument(
         "--paper-sampling",
         action="store_true",
         help="T=0.2, top_p=0.6 sampling as the paper (default: greedy)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--quantize", choices=["8bit", "4bit"], default=None, help="8/4-bit LLM (bitsandbytes)"
-    )
-    _add_model_args(p)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser(
-        "info", help="tensor names and shapes of a model, computed without downloading"
-    )
-    p.add_argument("model", help="registry name or a directory in our format")
+        "info", help="tensor names and shapes of a model, computed without downloading",
+        parents=[device_options()],
+    )  # fmt: skip
+    p.add_argument("model", nargs="?", default="osprey-7b",
+                   help="registry name or a directory in our format")  # fmt: skip
     p.add_argument(
         "--keys",
         choices=["original", "summary"],
@@ -171,13 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("download", help="fetch a registry model into the checkpoints directory")
+    p = sub.add_parser(
+        "download", help="fetch a registry model into the checkpoints directory",
+        parents=[device_options()],
+    )  # fmt: skip
     p.add_argument("model")
-    p.add_argument("--checkpoints", default=None)
     p.add_argument("--clip", action="store_true", help="also fetch the LAION CLIP vision weights")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("convert", help="convert a checkpoint between the released format and ours")
+    p = sub.add_parser(
+        "convert", help="convert a checkpoint between the released format and ours",
+        parents=[device_options()],
+    )  # fmt: skip
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--to", choices=["ours", "original"], default="ours")
@@ -188,14 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from osprey.hub import CheckpointNotFound
-
-    try:
-        return args.func(args)
-    except CheckpointNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

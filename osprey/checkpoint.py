@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from osprey.config import LLMConfig, OspreyConfig, osprey_7b_config
+from osprey.errors import CheckpointError
 from osprey.model.llm import load_tokenizer, reset_rotary
 from osprey.model.osprey import OspreyModel
 
@@ -41,10 +42,6 @@ ORIGINAL_PREFIXES = (
 )
 CLIP_PREFIX = ("vision.visual.", "visual.")  # keys of the open_clip CLIP file
 _INV_FREQ = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be loaded as an Osprey model (with the reason and what to do)."""
 
 
 # ---------------------------------------------------------------------------------------------

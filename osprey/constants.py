@@ -26,3 +26,8 @@ IMAGE_SIZE = 512
 MASK_SHAPE = 112
 # Context length the released models were trained with.
 MODEL_MAX_LENGTH = 2048
+
+# Default generation lengths: an answer in the app and the API (one owner for the number), and
+# the paper's evaluation setting (max_new_tokens=1024 in the original's scripts).
+DEFAULT_MAX_NEW_TOKENS = 512
+PAPER_MAX_NEW_TOKENS = 1024

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from osprey import constants as C
 from osprey import prompts as P
+from osprey.errors import OspreyError
 
 # ---------------------------------------------------------------------------------------------
 # templates
@@ -45,7 +46,7 @@ class Turn:
     assistant: str | None = None
 
 
-class RenderError(ValueError):
+class RenderError(OspreyError, ValueError):
     """A conversation cannot be rendered into a valid sample (bad placeholders, empty answer, ...)."""
 
 

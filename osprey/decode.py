@@ -1,5 +1,5 @@
 """Decoding: batch-1 decoding over a static KV cache with a compiled one-token step; the
-sampling processors of `generate`; free memory for sizing batches.
+sampling processors of `generate`.
 
 The plain path decodes with transformers' ``generate`` over a growing ``DynamicCache``: every
 token pays Python and kernel-launch overhead for 32 layers, which on a GPU costs more than reading
@@ -156,22 +156,6 @@ class StaticDecoder:
 
     def close(self) -> None:
         self._worker.shutdown(wait=False)
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes the process can still allocate on ``device``: free device memory plus what torch's
-    caching allocator holds unused (CUDA), or the kernel's MemAvailable (CPU, Linux)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 2**30  # unknown: assume a modest machine
 
 
 def token_chooser(do_sample: bool, temperature: float, top_p: float):

@@ -9,6 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from osprey.errors import CheckpointNotFound
+
+__all__ = [
+    "REGISTRY",
+    "CheckpointNotFound",
+    "ModelSpec",
+    "download_model",
+    "find_clip",
+    "resolve_model_dir",
+]
+
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 CLIP_REPO = "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup"
@@ -57,10 +68,6 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     )
 }
-
-
-class CheckpointNotFound(FileNotFoundError):
-    """Weights are missing locally and cannot be downloaded (offline, no access, wrong name)."""
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:

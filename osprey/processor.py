@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from osprey import constants as C
-from sam_bridge.images import ImageLike, to_rgb
-from sam_bridge.masks import to_bool_mask
+from osprey.errors import OspreyError
+from osprey.images import ImageLike, to_rgb
+from osprey.masks import to_bool_mask
 
 
-class RegionError(ValueError):
+class RegionError(OspreyError, ValueError):
     """Region masks do not fit the image (wrong shape, empty, not 2-D)."""
 
 

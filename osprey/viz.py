@@ -1,4 +1,5 @@
-"""Drawing masks on images: pure numpy / OpenCV helpers the app uses (no UI code here)."""
+"""Drawing: the one place that turns masks and sessions into pixels, for the app's canvas, its
+candidate thumbnails, "describe all" overlays and the export. Pure numpy / OpenCV (no UI code)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from osprey.session import Session
+
+# The mask being built (gold, see-through, white outline); "segment everything" masks are lighter.
+CURRENT = (255, 215, 0)
+AUTO_ALPHA = 0.35
 
 # Distinct, readable colours (RGB) for region1, region2, ...; cycled beyond the table.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -114,3 +121,56 @@ def focus(image: np.ndarray, mask: np.ndarray, dim: float = 0.5) -> np.ndarray:
     outside = ~mask.astype(bool)
     out[outside] = (out[outside].astype(np.float32) * (1 - dim)).astype(np.uint8)
     return contour(out, mask, (255, 255, 255))
+
+
+def highlight(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask being built: a gold see-through fill with a white outline, on a copy."""
+    return contour(blend(image, mask, CURRENT, 0.5), mask, (255, 255, 255))
+
+
+# ---------------------------------------------------------------------------------------------
+# a whole session
+
+
+def render(session: Session, show_auto: bool = True) -> np.ndarray | None:
+    """The canvas for ``session``: its regions (coloured, named), the mask being built, the
+    clicks and the box; with no region yet, the "segment everything" masks (numbered, with
+    their labels once described). None before an image is open."""
+    if session.image is None:
+        return None
+    out = session.image.rgb
+    if show_auto and session.auto and not session.regions:
+        out = draw_regions(out, [a.mask for a in session.auto], [color(i) for i in range(len(session.auto))],
+                           auto_names(session), alpha=AUTO_ALPHA)  # fmt: skip
+    if session.regions:
+        out = draw_regions(
+            out, [r.mask for r in session.regions], [r.color for r in session.regions],
+            session.names(),
+        )  # fmt: skip
+    mask = session.current_mask()
+    if mask is not None and mask.any():
+        out = highlight(out, mask)
+    out = out.copy() if out is session.image.rgb else out
+    draw_points(out, session.points)
+    if session.box is not None:
+        draw_box(out, session.box)
+    if session.box_corner is not None:
+        draw_points(out, [(*session.box_corner, 1)])
+    return out
+
+
+def auto_names(session: Session) -> list[str] | None:
+    """Labels of the "segment everything" masks once described (``3:dog``), else None."""
+    n = len(session.auto_labels)
+    if not n:
+        return None
+    return [f"{i + 1}:{session.auto_labels[i]}" if i < n else "" for i in range(len(session.auto))]
+
+
+def candidates(session: Session) -> list[tuple[np.ndarray, str]]:
+    """SAM's candidates for the prompt being built, each highlighted on the image with its score
+    (none when there is only one)."""
+    pred = session.prediction
+    if pred is None or session.image is None or len(pred.candidates) < 2:
+        return []
+    return [(highlight(session.image.rgb, c.mask), f"{c.score:.2f}") for c in pred.candidates]

@@ -1,8 +1,10 @@
 """sam_bridge: clicks, boxes and "segment everything" to class-agnostic masks (Segment Anything).
 
-Knows nothing about Osprey: it takes an image and prompts and returns boolean masks in the image's
-own pixel coordinates. Submodules are imported lazily so ``import sam_bridge`` stays cheap (no
-torch until a public name that needs it is used).
+Knows nothing about the Osprey model: it takes an image and prompts and returns boolean masks in
+the image's own pixel coordinates. It builds on the project's base layer only (``osprey.errors``,
+``osprey.images``, ``osprey.masks``, ``osprey.cache``, ``osprey.devices``, ``osprey.options``; the
+layering test allows exactly these). Submodules are imported lazily so ``import sam_bridge`` stays
+cheap (no torch until a public name that needs it is used).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ _EXPORTS = {
     "SamBridgeError": "errors",
     "EmptyMaskError": "errors",
     "CheckpointError": "errors",
-    "ImageError": "images",
-    "MaskError": "masks",
+    "ImageError": "errors",
+    "MaskError": "errors",
 }
 
 __all__ = [
@@ -70,10 +72,14 @@ if TYPE_CHECKING:
         ensure_checkpoint,
         verify_checkpoint,
     )
-    from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
+    from sam_bridge.errors import (
+        CheckpointError,
+        EmptyMaskError,
+        ImageError,
+        MaskError,
+        SamBridgeError,
+    )
     from sam_bridge.everything import AutoMask, mask_at, segment_everything
-    from sam_bridge.images import ImageError
-    from sam_bridge.masks import MaskError
     from sam_bridge.predictor import Candidate, ImageKey, Prediction, SamBridge
 
 

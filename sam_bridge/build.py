@@ -22,8 +22,12 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
+from osprey.devices import parse_dtype, resolve_device
+from osprey.errors import UsageError
 from sam_bridge.checkpoints import MODEL_TYPES
 from sam_bridge.errors import CheckpointError, SamBridgeError
+
+__all__ = ["build_sam", "build_tiny_sam", "resolve_autocast_dtype", "resolve_device"]
 
 # SAM's input geometry (fixed by the released weights; the tiny model keeps it so tests see the
 # real 1024-pixel frame and the real 256x256 low-resolution logits).
@@ -32,34 +36,8 @@ PATCH_SIZE = 16
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
 # ---------------------------------------------------------------------------------------------
-# device and precision
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` / ``"auto"`` -> CUDA if available, else MPS, else CPU; otherwise the named device."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SamBridgeError(f"device {dev} requested but CUDA is not available")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise SamBridgeError(f"device {dev} requested but MPS is not available")
-    return dev
+# precision (devices are resolved by osprey.devices.resolve_device, re-exported here)
 
 
 def resolve_autocast_dtype(
@@ -69,12 +47,17 @@ def resolve_autocast_dtype(
 
     ``None`` / ``"auto"``: bfloat16 on a CUDA device that supports it, float32 elsewhere (CPU
     bfloat16 halves the encoder time but is opt-in). bfloat16 is allowed on CPU and CUDA, float16 on
-    CUDA only; MPS runs float32.
+    CUDA only; MPS runs float32. Either spelling of a dtype works (``bf16`` / ``bfloat16``, ...).
     """
-    if dtype is None or dtype == "auto":
+    try:
+        resolved = parse_dtype(dtype)
+    except UsageError as exc:
+        raise SamBridgeError(
+            f"unsupported dtype {dtype!r}; use float32, bfloat16 or float16"
+        ) from exc
+    if resolved is None:
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else None
-    resolved = _DTYPES.get(dtype) if isinstance(dtype, str) else dtype
     if resolved not in (torch.float32, torch.bfloat16, torch.float16):
         raise SamBridgeError(f"unsupported dtype {dtype!r}; use float32, bfloat16 or float16")
     if resolved == torch.float32:

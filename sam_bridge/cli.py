@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from osprey.options import device_options, run
 from sam_bridge.checkpoints import CHECKPOINTS, MODEL_TYPES, ensure_checkpoint, verify_checkpoint
 
 if TYPE_CHECKING:
@@ -57,12 +58,6 @@ def _box(text: str) -> list[float]:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-type", choices=MODEL_TYPES, default="vit_b")
-    p.add_argument(
-        "--checkpoints-dir",
-        type=Path,
-        default=None,
-        help="folder of downloaded checkpoints (default: the repository's checkpoints/)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    seg = sub.add_parser("segment", help="masks for clicks / a box, or everything, in one image")
+    seg = sub.add_parser(
+        "segment", help="masks for clicks / a box, or everything, in one image",
+        parents=[device_options()],
+    )  # fmt: skip
     seg.add_argument("--image", type=Path, required=True)
     seg.add_argument(
         "--point",
@@ -93,21 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clean-min-area", type=int, default=0, help="fill holes / drop islands below N px"
     )
     _model_args(seg)
-    weights = seg.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", type=Path, help="a SAM checkpoint file of --model-type")
-    weights.add_argument(
-        "--tiny", action="store_true", help="tiny random-weight SAM (meaningless masks)"
-    )
-    seg.add_argument("--no-download", action="store_true", help="fail instead of downloading")
-    seg.add_argument(
-        "--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps"
-    )
-    seg.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        help="image-encoder precision (autocast); auto = bf16 on CUDA, fp32 elsewhere",
-    )
+    seg.add_argument("--checkpoint", type=Path, help="a SAM checkpoint file of --model-type")
     auto = seg.add_argument_group("--everything options")
     auto.add_argument("--points-per-side", type=int, default=16)
     auto.add_argument("--pred-iou-thresh", type=float, default=0.88)
@@ -117,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", type=Path, required=True, help="output folder for mask_*.png")
     seg.add_argument("--rle", action="store_true", help="also write masks.json (COCO RLE)")
 
-    dl = sub.add_parser("download", help="download a checkpoint (verified by size and SHA-256)")
+    dl = sub.add_parser(
+        "download", help="download a checkpoint (verified by size and SHA-256)",
+        parents=[device_options()],
+    )  # fmt: skip
     _model_args(dl)
     dl.add_argument("--verify", action="store_true", help="also hash a file that was already there")
     return parser
@@ -136,10 +123,10 @@ def _bridge(args: argparse.Namespace):
     return SamBridge.from_pretrained(
         args.model_type,
         checkpoint=args.checkpoint,
-        checkpoints_dir=args.checkpoints_dir,
+        checkpoints_dir=args.checkpoints,
         device=args.device,
         dtype=args.dtype,
-        download=not args.no_download,
+        download=not args.offline,
     )
 
 
@@ -149,7 +136,7 @@ def _fmt_box(box: Sequence[int] | None) -> str:
 
 def _write(out: Path, rows: list[dict[str, Any]], masks: Iterable[np.ndarray], rle: bool) -> None:
     """Write ``mask_{i}.png`` per row (+ masks.json) and print one line per mask."""
-    from sam_bridge.masks import encode_rle, save_mask_png
+    from osprey.masks import encode_rle, save_mask_png
 
     out.mkdir(parents=True, exist_ok=True)
     for i, (row, mask) in enumerate(zip(rows, masks)):
@@ -209,10 +196,13 @@ def _prompted(bridge, image: np.ndarray, args: argparse.Namespace) -> None:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from sam_bridge.images import load_image
+    from osprey.images import load_image
 
     if not (args.everything or args.point or args.box):
         print("error: give --point, --box or --everything", file=sys.stderr)
+        return 2
+    if args.tiny and args.checkpoint:
+        print("error: --tiny and --checkpoint exclude each other", file=sys.stderr)
         return 2
     image = load_image(args.image)
     bridge = _bridge(args)
@@ -224,7 +214,7 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    path = ensure_checkpoint(args.model_type, args.checkpoints_dir)
+    path = ensure_checkpoint(args.model_type, args.checkpoints)
     if args.verify:
         verify_checkpoint(path, CHECKPOINTS[args.model_type], full=True)
     print(path)
@@ -232,13 +222,6 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Errors the user can fix end in one ``error: ...`` line (exit 1), see osprey.options.run."""
     args = build_parser().parse_args(argv)
-    from sam_bridge.errors import CheckpointError, SamBridgeError
-    from sam_bridge.images import ImageError
-    from sam_bridge.masks import MaskError
-
-    try:
-        return _segment(args) if args.command == "segment" else _download(args)
-    except (SamBridgeError, ImageError, MaskError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run(lambda _: _segment(args) if args.command == "segment" else _download(args), argv)

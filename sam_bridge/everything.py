@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
+from osprey.images import ImageLike
+from osprey.masks import decode_rle, rle_area, rle_box
 from sam_bridge.errors import SamBridgeError
-from sam_bridge.images import ImageLike
-from sam_bridge.masks import decode_rle, rle_area, rle_box
 
 if TYPE_CHECKING:
     from sam_bridge.predictor import SamBridge

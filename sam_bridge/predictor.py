@@ -26,6 +26,8 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.amg import remove_small_regions
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from osprey.images import MAX_PIXELS, ImageHandle, ImageLike, image_key, to_rgb
+from osprey.masks import mask_box
 from sam_bridge.build import (
     build_sam,
     build_tiny_sam,
@@ -35,10 +37,9 @@ from sam_bridge.build import (
 )
 from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
 from sam_bridge.checkpoints import ensure_checkpoint
+from sam_bridge.decoder import PromptDecoder
 from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
-from sam_bridge.images import MAX_PIXELS, ImageLike, image_key, to_rgb
-from sam_bridge.masks import mask_box
-from sam_bridge.prompts import BoxLike, PointsLike, Prompt, make_prompt
+from sam_bridge.prompts import BoxLike, PointsLike, make_prompt
 
 if TYPE_CHECKING:
     from sam_bridge.everything import AutoMask
@@ -175,7 +176,7 @@ class SamBridge:
         self._cache = EmbeddingCache(cache_size)
         self._lock = threading.RLock()
         self._encodes = 0
-        self._image_pe: torch.Tensor | None = None
+        self._decoder = PromptDecoder(self.model, self._predictor.transform, self.device)
 
     # construction ------------------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class SamBridge:
     def prepare(self, image: ImageLike) -> np.ndarray:
         """Any supported image -> (H, W, 3) uint8 RGB; refuses images SAM cannot take.
 
-        Above ``max_pixels`` (default :data:`sam_bridge.images.MAX_PIXELS`) -> ImageError: SAM
+        Above ``max_pixels`` (default :data:`osprey.images.MAX_PIXELS`) -> ImageError: SAM
         itself sees 1024 pixels on the long side, but every click returns three full-size masks.
         """
         rgb = to_rgb(image, self.max_pixels)
@@ -254,10 +255,12 @@ class SamBridge:
 
     def set_image(self, image: ImageLike) -> ImageKey:
         """Encode ``image`` (or find it in the cache) and return its key for later predictions."""
-        rgb = self.prepare(image)
-        key = ImageKey(image_key(rgb))
+        rgb, key = self._intake(image)
         with self._device_work():
-            self._cache.get_or_compute(key, lambda: self._encode(rgb))
+            if rgb is None:
+                self._cached(key)  # a key: it must still be cached
+            else:
+                self._cache.get_or_compute(key, lambda: self._encode(rgb))
         return key
 
     # prediction --------------------------------------------------------------------------------
@@ -296,7 +299,7 @@ class SamBridge:
             multimask = prompt.num_points == 1 and prompt.box is None and mask_input is None
         with self._device_work():
             emb = emb if emb is not None else self._embed(rgb, key)
-            masks, scores, logits = self._decode(emb, prompt, mask_input, multimask)
+            masks, scores, logits = self._decoder(emb, prompt, mask_input, multimask)
         order = np.argsort(-scores, kind="stable")
         candidates = tuple(
             _candidate(masks[i], scores[i], logits[i], key, clean_min_area) for i in order
@@ -320,6 +323,8 @@ class SamBridge:
     def _intake(self, image: ImageLike | ImageKey) -> tuple[np.ndarray | None, ImageKey]:
         if isinstance(image, ImageKey):
             return None, image
+        if isinstance(image, ImageHandle):  # already normalised and hashed
+            return self.prepare(image.rgb), ImageKey(image.key)
         rgb = self.prepare(image)
         return rgb, ImageKey(image_key(rgb))
 
@@ -353,56 +358,3 @@ class SamBridge:
         p.reset_image()
         self._encodes += 1
         return emb
-
-    def _dense_pe(self) -> torch.Tensor:
-        """Lock held. The prompt encoder's positional encoding of the 64x64 embedding grid.
-
-        It depends on the model only; ``SamPredictor.predict_torch`` recomputes it on every call
-        (tens of ms on a 2-core CPU), the bridge once.
-        """
-        if self._image_pe is None:
-            self._image_pe = self.model.prompt_encoder.get_dense_pe()  # (1, C, 64, 64)
-        return self._image_pe
-
-    def _prompt_tensors(
-        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None
-    ) -> dict[str, Any]:
-        """The prompt in SAM's 1024 frame (SamPredictor's ResizeLongestSide), as model inputs."""
-        transform, dev = self._predictor.transform, self.device
-        points = boxes = masks = None
-        if prompt.points is not None:
-            xy = transform.apply_coords(prompt.points, emb.original_size)
-            coords = torch.as_tensor(xy, dtype=torch.float, device=dev)[None]  # (1, N, 2)
-            labels = torch.as_tensor(prompt.labels, dtype=torch.int, device=dev)[None]  # (1, N)
-            points = (coords, labels)
-        if prompt.box is not None:
-            xyxy = transform.apply_boxes(prompt.box[None], emb.original_size)
-            boxes = torch.as_tensor(xyxy, dtype=torch.float, device=dev)  # (1, 4)
-        if mask_input is not None:
-            masks = torch.as_tensor(mask_input, device=dev)[None, None]  # (1, 1, 256, 256)
-        return {"points": points, "boxes": boxes, "masks": masks}
-
-    def _decode(
-        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None, multimask: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Lock held. SAM's prompt encoder, mask decoder and upscaling on a cached embedding, as in
-        ``SamPredictor.predict_torch`` but with explicit features and geometry.
-
-        -> masks bool (C, H, W), scores float32 (C,), low-res logits float32 (C, 256, 256).
-        """
-        sam = self.model
-        sparse, dense = sam.prompt_encoder(**self._prompt_tensors(emb, prompt, mask_input))
-        logits, scores = sam.mask_decoder(
-            image_embeddings=emb.features,
-            image_pe=self._dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )  # (1, C, 256, 256), (1, C)
-        masks = sam.postprocess_masks(logits, emb.input_size, emb.original_size)  # (1, C, H, W)
-        masks = masks > sam.mask_threshold
-        return (
-            masks[0].cpu().numpy(),
-            scores[0].float().cpu().numpy(),
-            logits[0].float().cpu().numpy(),
-        )

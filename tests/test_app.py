@@ -3,42 +3,30 @@ named API endpoints through gradio_client against an in-process server (tiny mod
 
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import app
+from tests.support.servers import serving
 
 REPO = app.REPO
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_service):
-    demo = app.build_demo(tiny_service)
-    demo.queue(default_concurrency_limit=2, max_size=32)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serving(app.build_demo(tiny_service), max_size=32) as url:
+        yield url
 
 
-def test_help_is_instant_and_lists_the_options():
-    t = time.perf_counter()
+def test_help_lists_the_options():
+    """(How long --help takes is measured by benchmarks/startup_bench.py, not asserted here.)"""
     out = subprocess.run(
         [sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert time.perf_counter() - t < 5
     for flag in (
         "--model",
         "--sam-model-type",

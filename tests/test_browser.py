@@ -5,13 +5,13 @@ add a second region, ask about both, export the JSON and check it decodes to the
 import itertools
 import json
 import shutil
-import socket
 import urllib.request
 
 import numpy as np
 import pytest
 
 import app
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -23,14 +23,8 @@ def url(tiny_service):
     if CHROMIUM is None:
         pytest.skip("Debian chromium is not installed (.ci/run installs it)")
     pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
-    demo = app.build_demo(tiny_service)
-    demo.queue(default_concurrency_limit=2)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serving(app.build_demo(tiny_service)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +72,19 @@ def _last_answer(page) -> str:
     return page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
 
 
+BUTTON_LABELS = """() => [...document.querySelectorAll('button')]
+    .filter(b => b.offsetParent !== null)
+    .map(b => (b.innerText || b.getAttribute('aria-label') || b.title || '').trim())"""
+
+
+def test_every_visible_button_says_what_it_does(page):
+    """No stray endpoint buttons ("Run") and no button without a label on the page."""
+    page.wait_for_selector("#export-zip")  # the page has rendered down to its last button
+    labels = page.evaluate(BUTTON_LABELS)
+    assert {"Add region", "Send", "Stop", "Export masks (PNG zip)"} <= set(labels)
+    assert [t for t in labels if t in ("", "Run")] == []
+
+
 def test_click_describe_chat_export(page, tiny_service, tmp_path):
     page.locator("#canvas input[type=file]").set_input_files(str(PHOTO))
     page.wait_for_function(
@@ -116,8 +123,8 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     link.wait_for()
     data = json.loads(urllib.request.urlopen(link.get_attribute("href")).read())
     assert [r["name"] for r in data["regions"]] == ["region1", "region2"] and data["untrained"]
-    from sam_bridge.images import load_image
-    from sam_bridge.masks import decode_rle
+    from osprey.images import load_image
+    from osprey.masks import decode_rle
 
     rgb = load_image(PHOTO)
     for region, clicks in zip(data["regions"], (clicks1, clicks2)):

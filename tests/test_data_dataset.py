@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_fixtures import write_tree as write_data_tree
 
 from osprey import constants as C
 from osprey.data.collate import Collator
 from osprey.data.dataset import EncodeSettings, OspreyDataset, training_template
 from osprey.data.registry import build_source
+from tests.support.data import write_tree as write_data_tree
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from data_fixtures import COCO2014, CONVERSATION, DESCRIPTIONS, IMAGE, LVIS, REGIONS, VCR_TEXTS
-from data_fixtures import write_tree as write_data_tree
 
 from osprey import prompts as P
 from osprey.data.registry import ORIGINAL_NAMES, SpecError, build_source, source_class
 from osprey.data.sources.base import image_first
 from osprey.data.sources.vcr import name_objects, rasterize_in_box
+from tests.support.data import COCO2014, CONVERSATION, DESCRIPTIONS, IMAGE, LVIS, REGIONS, VCR_TEXTS
+from tests.support.data import write_tree as write_data_tree
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_724k_lvis_binds_regions_in_place(tree, voc):
 
 def test_724k_file_names_and_out_of_order_references(tmp_path, voc):
     """LVIS names are used as they are (others keep the tail); <regionK> binds to region K."""
-    from data_fixtures import _724k_base, _conv
+    from tests.support.data import _724k_base, _conv
 
     record = {**_724k_base(voc, "lvis_v1_000000000001.jpg")}
     record["conversations"] = _conv(("Is <region2> a cup?", "No"), ("And <region1>?", "Yes"))
@@ -194,7 +194,7 @@ def test_724k_file_names_and_out_of_order_references(tmp_path, voc):
 
 
 def test_724k_malformed_records_are_counted(tmp_path, voc):
-    from data_fixtures import _724k_base, _conv
+    from tests.support.data import _724k_base, _conv
 
     good = {**_724k_base(voc), "conversations": _conv(*CONVERSATION)}
     records = [
@@ -217,9 +217,8 @@ def test_724k_malformed_records_are_counted(tmp_path, voc):
 
 
 def test_724k_empty_mask_rejects_the_sample(tmp_path, voc):
-    from data_fixtures import _724k_base, _conv
-
     from osprey.data.sample import Rejected
+    from tests.support.data import _724k_base, _conv
 
     record = {**_724k_base(voc), "conversations": _conv(*CONVERSATION)}
     record["annotation"][1]["segmentation"] = [[1, 1, 1, 1, 1, 1]]

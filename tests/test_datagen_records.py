@@ -17,7 +17,7 @@ from osprey.datagen.records import (
     loader_image_name,
     validate_record,
 )
-from sam_bridge.masks import encode_rle
+from osprey.masks import encode_rle
 from tests.support.voc_coco import mask_polygons
 
 REGIONS = (0, 15, 18)  # bottle, person, dining table of the VOC photo
@@ -233,5 +233,9 @@ def test_positive_negative_answers_hold_no_references(records):
 
 
 def test_positive_negative_allows_several_references_in_order(records):
+    base = records["positive-negative"]
     turns = _turns("Is <region1> on <region2>?", "No.", "Is <region3> a table?", "Yes.")
-    validate_record(records["positive-negative"] | {"conversations": turns}, "positive-negative")
+    assert validate_record(base | {"conversations": turns}, "positive-negative") is None
+    # the same references out of order are refused: the loader binds masks by order
+    swapped = _turns("Is <region2> on <region1>?", "No.", "Is <region3> a table?", "Yes.")
+    assert _reason(base | {"conversations": swapped}, "positive-negative") == "region_order"

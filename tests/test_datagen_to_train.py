@@ -10,7 +10,7 @@ import pytest
 from osprey import prompts as P
 from osprey.data.registry import build_source
 from osprey.datagen.cli import main as datagen
-from sam_bridge.masks import decode_segmentation
+from osprey.masks import decode_segmentation
 from tests.support.replay_server import ReplayServer
 from tests.support.voc_coco import voc_instances, write_images, write_json
 from tests.test_datagen_pipeline import CONVERSATION_REPLIES, _image_of

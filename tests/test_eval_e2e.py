@@ -14,7 +14,7 @@ from osprey.eval import cli
 from osprey.eval.metrics import installed_minilm_dir
 from osprey.eval.panoptic_metrics import id2rgb
 from osprey.llm_api import ChatReply
-from sam_bridge.masks import encode_rle
+from osprey.masks import encode_rle
 from tests.support.eval_data import description_dataset, eval_argv, region_question
 from tests.support.fake_region_model import FakeRegionModel
 

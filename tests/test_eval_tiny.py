@@ -10,7 +10,7 @@ from PIL import Image
 
 from osprey.eval import cli
 from osprey.eval.metrics import installed_minilm_dir
-from sam_bridge.masks import encode_rle
+from osprey.masks import encode_rle
 from tests.support.eval_data import eval_argv
 
 
@@ -45,7 +45,7 @@ def test_lvis_with_the_tiny_model(tmp_path, voc, monkeypatch):
     argv = eval_argv("lvis", annotations=ann, images=images, out=out, model="tiny-random")
     assert cli.main([*argv, "--max-new-tokens", "4"], model_loader=loader) == 0
     osp = loaded[0].osprey
-    assert osp.untrained and osp.vision_calls == 1  # one image, four regions, one vision pass
+    assert osp.untrained and osp.images.calls == 1  # one image, four regions, one vision pass
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 4 and all(
         isinstance(p.get("prediction", p.get("answer")), str) for p in preds

@@ -38,13 +38,13 @@ def test_prefix_reuse_gives_the_same_tokens(plain, fast, voc):
             assert a.raw == b.raw
             history.append((arg, a.text))
     # a follow-up turn reuses the whole previous exchange
-    before = fast.prefix.prefilled_tokens
+    before = fast.generator.prefix.prefilled_tokens
     a = fast.ask(rgb, masks[:2], "And region2?", history, g)
     b = plain.ask(rgb, masks[:2], "And region2?", history, g)
     assert a.raw == b.raw
-    assert fast.prefix.prefilled_tokens - before < 40 < a.prompt_tokens
-    assert fast.prefix.reused_tokens > 4 * 1000  # image prefix reused by every question
-    assert plain.prefix.reused_tokens == 0
+    assert fast.generator.prefix.prefilled_tokens - before < 40 < a.prompt_tokens
+    assert fast.generator.prefix.reused_tokens > 4 * 1000  # image prefix reused by every question
+    assert plain.generator.prefix.reused_tokens == 0
 
 
 def test_batched_regions_give_the_same_tokens(plain, fast, voc):

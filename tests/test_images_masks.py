@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_bridge.images import ImageError, load_image, to_rgb
-from sam_bridge.masks import (
+from osprey.images import ImageError, load_image, to_rgb
+from osprey.masks import (
     MaskError,
     box_to_polygon,
     decode_rle,

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from osprey.conversation import ContextLengthError, RenderError, task_message
-from osprey.pipeline import Generation, Osprey, resolve_device, resolve_dtype
+from osprey.devices import resolve_device, resolve_dtype
+from osprey.images import ImageError
+from osprey.pipeline import Generation, Osprey
 from osprey.processor import RegionError
-from sam_bridge.images import ImageError
 
 
 @pytest.fixture
@@ -23,15 +24,15 @@ def test_one_vision_pass_per_image(osp, voc):
     osp.describe(rgb, masks[:3], "category", Generation(max_new_tokens=2))
     osp.ask(rgb, masks[:2], "What is region1 doing?", gen=Generation(max_new_tokens=2))
     osp.ask(rgb.copy(), masks[:1], "And region1?", gen=Generation(max_new_tokens=2))  # same content
-    assert osp.vision_calls == 1 and osp.features.hits >= 2
+    assert osp.images.calls == 1 and osp.images.cache.hits >= 2
     other = np.ascontiguousarray(rgb[:, ::-1])
     osp.ask(other, None, "Is there a dog?", gen=Generation(max_new_tokens=2))
     osp.ask(rgb, None, "Is there a dog?", gen=Generation(max_new_tokens=2))
-    assert osp.vision_calls == 2  # both images fit the cache (size 2)
+    assert osp.images.calls == 2  # both images fit the cache (size 2)
     third = np.ascontiguousarray(rgb[::-1])
     osp.ask(third, None, "q", gen=Generation(max_new_tokens=1))
     osp.ask(other, None, "q", gen=Generation(max_new_tokens=1))  # evicted by LRU: encoded again
-    assert osp.vision_calls == 4
+    assert osp.images.calls == 4
 
 
 def test_greedy_is_deterministic_and_sampling_is_seeded(osp, voc):

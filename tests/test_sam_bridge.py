@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sam_helpers import count_encoder, fake_decoder, photo, spy_prompts
 from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from osprey.images import image_key, load_image
+from osprey.masks import decode_rle, encode_rle, load_mask_png, mask_box, save_mask_png
 from sam_bridge import (
     Candidate,
     EmptyMaskError,
@@ -23,8 +24,7 @@ from sam_bridge import (
     SamBridge,
     SamBridgeError,
 )
-from sam_bridge.images import image_key, load_image
-from sam_bridge.masks import decode_rle, encode_rle, load_mask_png, mask_box, save_mask_png
+from tests.support.sam import count_encoder, fake_decoder, photo, spy_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from osprey.errors import UsageError
 from sam_bridge import SamBridge, SamBridgeError
 from sam_bridge.build import (
     build_sam,
@@ -309,6 +310,6 @@ def test_device_choice():
         assert auto.type == "mps"
     else:
         assert auto.type == "cpu"
-        with pytest.raises(SamBridgeError, match="CUDA is not available"):
+        with pytest.raises(UsageError, match="CUDA is not available"):
             resolve_device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")

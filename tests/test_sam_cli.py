@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import sam_bridge
+from osprey.masks import decode_rle, load_mask_png
 from sam_bridge.checkpoints import CHECKPOINTS
 from sam_bridge.cli import TINY_WARNING, main
-from sam_bridge.masks import decode_rle, load_mask_png
 
 REPO = Path(__file__).resolve().parents[1]
 CHELSEA = REPO / "examples" / "chelsea.jpg"  # 451 x 300
@@ -188,7 +188,10 @@ def test_public_names_resolve_lazily():
         _ = sam_bridge.not_a_name
 
 
-def test_sam_bridge_never_imports_osprey():
+def test_sam_bridge_uses_only_the_base_layer_of_osprey():
+    """sam_bridge knows nothing about the Osprey model: of osprey it imports the base layer only
+    (errors, images, masks, cache, devices, options; see tests/support/layering.py)."""
+    allowed = {f"osprey.{m}" for m in ("errors", "images", "masks", "cache", "devices", "options")}
     for path in (REPO / "sam_bridge").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -197,4 +200,5 @@ def test_sam_bridge_never_imports_osprey():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
-            assert not any(n == "osprey" or n.startswith("osprey.") for n in names), path
+            osprey = [n for n in names if n == "osprey" or n.startswith("osprey.")]
+            assert set(osprey) <= allowed, (path, osprey)

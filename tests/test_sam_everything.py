@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sam_helpers import count_encoder, fake_decoder
 
+from osprey.masks import decode_rle, encode_rle, mask_box, rle_area, rle_box
 from sam_bridge import AutoMask, SamBridge, SamBridgeError, mask_at, segment_everything
-from sam_bridge.masks import decode_rle, encode_rle, mask_box, rle_area, rle_box
+from tests.support.sam import count_encoder, fake_decoder
 
 LOOSE = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 

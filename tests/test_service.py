@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from osprey import viz
+from osprey.masks import decode_rle
 from osprey.service import RegionChat, ServiceError, Session
-from sam_bridge.masks import decode_rle
+from osprey.session import to_model_names, to_user_names
 
 
 def _with_regions(service: RegionChat, voc, n: int) -> Session:
@@ -24,7 +26,7 @@ def _with_regions(service: RegionChat, voc, n: int) -> Session:
 def test_upload_click_add_ask_answer(tiny_service, voc):
     s = Session()
     service = tiny_service
-    enc0, vis0 = service.sam.stats.encodes, service.osprey.vision_calls
+    enc0, vis0 = service.sam.stats.encodes, service.osprey.images.calls
     service.open_image(s, voc["rgb"])
     service.click(s, 250, 200)
     assert s.prediction is not None and len(s.prediction.candidates) == 3
@@ -34,17 +36,15 @@ def test_upload_click_add_ask_answer(tiny_service, voc):
     chosen = s.prediction.candidates[2].mask
     service.click(s, 60, 40, "negative")  # refines: the previous logits and both points go to SAM
     assert [p[2] for p in s.points] == [1, 0]
-    s.prediction = type(s.prediction)(
-        s.prediction.image_key, s.prediction.image_size, s.prediction.candidates
-    )
+    s.prediction = type(s.prediction)(s.prediction.candidates, s.prediction.logits)
     service.add_mask(s, chosen)
     answers = service.describe(s, "category")
     assert [name for name, _ in answers] == ["region1"] and s.regions[0].category == answers[0][1]
     chunks = list(service.ask(s, "What is region1?"))
-    assert chunks and s.history == [("What is region1?", chunks[-1])]
+    assert chunks and s.history == [("What is region1?", chunks[-1].text)]
     # one SAM encode and one vision encode for the image, however many clicks and questions
-    assert service.sam.stats.encodes - enc0 <= 1 and service.osprey.vision_calls - vis0 <= 1
-    assert service.render(s).shape == voc["rgb"].shape
+    assert service.sam.stats.encodes - enc0 <= 1 and service.osprey.images.calls - vis0 <= 1
+    assert viz.render(s).shape == voc["rgb"].shape
 
 
 def test_box_prompt_and_region_list_editing(tiny_service, voc):
@@ -78,8 +78,6 @@ def test_box_prompt_and_region_list_editing(tiny_service, voc):
 
 
 def tiny_service_color(i):
-    from osprey import viz
-
     return viz.color(i)
 
 
@@ -87,12 +85,10 @@ def test_names_map_to_region_numbers_and_back(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 2)
     tiny_service.rename(s, 1, "the table")
     assert (
-        tiny_service._to_model_names(s, "Is the table next to region1?")
-        == "Is region2 next to region1?"
+        to_model_names(s.regions, "Is the table next to region1?") == "Is region2 next to region1?"
     )
     assert (
-        tiny_service._to_user_names(s, "region2 holds region1.")
-        == "region2 (the table) holds region1."
+        to_user_names(s.regions, "region2 holds region1.") == "region2 (the table) holds region1."
     )
 
 
@@ -186,12 +182,12 @@ def test_segment_everything_pick_and_describe_all(tiny_service, voc):
     assert tiny_service.current_mask(s).sum() <= a.area
     rows = tiny_service.describe_all(s, limit=3)
     assert len(rows) == min(3, n) and all(r["category"] is not None for r in rows)
-    assert s.auto_labels and tiny_service.render(s).shape == voc["rgb"].shape
+    assert s.auto_labels and viz.render(s).shape == voc["rgb"].shape
 
 
 def test_a_chat_longer_than_the_context_drops_old_turns_and_says_so(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 1)
     s.history = [(f"question {i}?", "word " * 300) for i in range(6)]
     out = list(tiny_service.ask(s, "And now?"))
-    assert out and "oldest turn(s) were left out" in s.notice
+    assert out and "oldest turn(s) were left out" in out[-1].note
     assert len(s.history) == 7  # the full history is kept; only the prompt leaves turns out

@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from osprey import pipeline
+from osprey import generation
 from osprey.conversation import task_message
 from osprey.pipeline import Generation, Osprey
 
@@ -43,12 +43,12 @@ def _chat_script(a: Osprey, b: Osprey, voc, g: Generation) -> list[str]:
 
 
 def test_static_decoding_gives_the_plain_paths_tokens(plain, static, voc):
-    steps = static.decoder.steps
+    steps = static.generator.decoder.steps
     answers = _chat_script(static, plain, voc, Generation(max_new_tokens=12))
     assert len(set(answers)) == len(answers)  # distinct prompts really gave distinct answers
-    assert static.decoder.steps - steps >= 6 * 10  # the static decoder did the decoding
+    assert static.generator.decoder.steps - steps >= 6 * 10  # the static decoder did the decoding
     # the exported KV of each answer seeds the next turn: follow-ups prefill only their own text
-    assert static.prefix.reused_tokens > 5 * 1000
+    assert static.generator.prefix.reused_tokens > 5 * 1000
 
 
 @pytest.mark.parametrize(
@@ -88,14 +88,14 @@ def test_compiled_step_matches_and_never_recompiles(tiny_parts, plain, voc):
     model, tok = tiny_parts
     osp = Osprey(model, tok)
     osp.enable_static_decoding(compile=True)  # compiles here (warm-up)
-    assert osp.decoder.compiled
+    assert osp.generator.decoder.compiled
     with torch._dynamo.config.patch(error_on_recompile=True):
         _chat_script(osp, plain, voc, Generation(max_new_tokens=8))
         answer = osp.generate(voc["rgb"], voc["masks"][3:4], task_message("category"))
     assert (
         answer.text == plain.generate(voc["rgb"], voc["masks"][3:4], task_message("category")).text
     )
-    osp.decoder.close()
+    osp.generator.decoder.close()
 
 
 def test_static_decoding_refuses_quantized_weights():
@@ -109,15 +109,15 @@ def test_auto_batch_rows_follow_free_memory(tiny_parts, monkeypatch):
     model, tok = tiny_parts
     osp = Osprey(model, tok)  # batch_size="auto"
     row = 3_000_000
-    monkeypatch.setattr(pipeline, "free_memory", lambda device: 10 * row)
-    assert osp._rows_per_batch(row) == 5  # half of the free memory
-    monkeypatch.setattr(pipeline, "free_memory", lambda device: row)
-    assert osp._rows_per_batch(row) == 1  # never zero
-    monkeypatch.setattr(pipeline, "free_memory", lambda device: 10**6 * row)
-    assert osp._rows_per_batch(row) == pipeline.MAX_BATCH_ROWS
-    osp.batch_size = 3
-    assert osp._rows_per_batch(row) == 3
-    assert pipeline.free_memory(torch.device("cpu")) > 0
+    monkeypatch.setattr(generation, "free_memory", lambda device: 10 * row)
+    assert osp.generator.rows_per_batch(row) == 5  # half of the free memory
+    monkeypatch.setattr(generation, "free_memory", lambda device: row)
+    assert osp.generator.rows_per_batch(row) == 1  # never zero
+    monkeypatch.setattr(generation, "free_memory", lambda device: 10**6 * row)
+    assert osp.generator.rows_per_batch(row) == generation.MAX_BATCH_ROWS
+    osp.generator.batch_size = 3
+    assert osp.generator.rows_per_batch(row) == 3
+    assert generation.free_memory(torch.device("cpu")) > 0
 
 
 @pytest.mark.gpu
@@ -127,11 +127,11 @@ def test_cuda_graph_decoding_matches_the_plain_path(voc):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     plain = Osprey.tiny(device="cuda", dtype="fp32")
-    plain.prefix.max_entries = 0
+    plain.generator.prefix.max_entries = 0
     graphed = Osprey.tiny(device="cuda", dtype="fp32")
     graphed.enable_static_decoding(compile=True)
     with torch._dynamo.config.patch(error_on_recompile=True):
         _chat_script(graphed, plain, voc, Generation(max_new_tokens=10))
         chunks = list(graphed.stream(graphed.ask, voc["rgb"], voc["masks"][:1], "Why?"))
     assert chunks[-1] == plain.ask(voc["rgb"], voc["masks"][:1], "Why?").text
-    graphed.decoder.close()
+    graphed.generator.decoder.close()

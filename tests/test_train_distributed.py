@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import write_tree as write_data_tree
 
 from osprey.checkpoint import load_osprey
+from tests.support.data import write_tree as write_data_tree
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -49,7 +43,7 @@ def test_torchrun_ddp_two_processes(tmp_path, voc):
     (tmp_path / "c.json").write_text(json.dumps(config))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     cmd += [
-        f"--master_port={_free_port()}",
+        f"--master_port={free_port()}",
         "-m",
         "osprey.train",
         "--config",

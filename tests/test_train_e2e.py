@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import write_tree as write_data_tree
 
 from osprey.checkpoint import load_osprey, read_tensors, save_osprey, weight_files
 from osprey.config import tiny_config
 from osprey.train.train import main
+from tests.support.data import write_tree as write_data_tree
 
 BASE = {
     "bf16": False,

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_fixtures import write_tree as write_data_tree
 
 from osprey import constants as C
 from osprey.checkpoint import load_osprey
 from osprey.train.train import main
+from tests.support.data import write_tree as write_data_tree
 
 
 def smollm2_gguf() -> Path | None:

@@ -25,6 +25,7 @@ from osprey.data.sources.osprey724k import (
 from osprey.data.sources.refcoco import RefCOCO, RefCOCOPlus
 from osprey.data.sources.vcr import VCR
 from osprey.data.sources.vg import VisualGenome
+from osprey.errors import OspreyError
 
 SOURCES: dict[str, type[Source]] = {
     "coco": CocoRegions,
@@ -59,7 +60,7 @@ ORIGINAL_NAMES = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(OspreyError, ValueError):
     """A dataset spec names an unknown type or option."""
 
 

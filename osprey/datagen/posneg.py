@@ -29,7 +29,7 @@ from osprey.datagen.sources import (
     rng_for,
     short_name,
 )
-from sam_bridge.masks import decode_segmentation
+from osprey.masks import decode_segmentation
 
 
 def _fill(template: str, region: int, category: str) -> str:

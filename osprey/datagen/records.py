@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sam_bridge.masks import MaskError, decode_segmentation
+from osprey.errors import OspreyError
+from osprey.masks import MaskError, decode_segmentation
 
 if TYPE_CHECKING:
     from osprey.datagen.sources import ImageEntry, Instance
@@ -56,7 +57,7 @@ _COCO2014_NAME = re.compile(r"^COCO_[A-Za-z0-9]+_\d+\.[A-Za-z0-9]+$")
 _LOADER_DESCRIPTION = re.compile(r"<.*>:\ (.*)")  # the original loader's extraction
 
 
-class RecordError(ValueError):
+class RecordError(OspreyError, ValueError):
     """A record breaks the Osprey-724K contract; ``reason`` is a short category for counting."""
 
     def __init__(self, reason: str, message: str):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from osprey import prompts
-from sam_bridge.masks import decode_segmentation
+from osprey.masks import decode_segmentation
 
 from .common import DataError, ImageTask, Query, after_colon, read_json, resolve_image, strip_answer
 

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from osprey.constants import PAPER_MAX_NEW_TOKENS
+from osprey.options import checkpoints_dir, model_name, model_options, positive_int
+
 from .common import (
     DataError,
     GenerationConfig,
@@ -70,14 +73,18 @@ class OspreyRegionModel:
 def load_model(args: argparse.Namespace) -> RegionModel:
     """The real model: ``osprey.Osprey.from_pretrained`` (imported only when a run needs it).
     Registry names (``osprey-7b``, ``tiny-random``, ...) and checkpoint directories both work."""
-    from osprey.hub import CheckpointNotFound
+    from osprey.errors import CheckpointError
     from osprey.pipeline import Osprey
 
-    if args.model is None:
+    name = model_name(args)
+    if name is None:
         raise DataError("no --model given and no --predictions file to score")
     try:
-        osp = Osprey.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-    except CheckpointNotFound as exc:
+        osp = Osprey.from_pretrained(
+            name, device=args.device, dtype=args.dtype, checkpoints_dir=checkpoints_dir(args),
+            clip_path=args.clip, download=not args.offline, quantize=args.quantize,
+        )  # fmt: skip
+    except CheckpointError as exc:
         raise DataError(str(exc)) from exc
     if osp.untrained:
         print("[tiny-random: untrained weights, the scores are meaningless]", file=sys.stderr)
@@ -103,14 +110,7 @@ def load_judge(args: argparse.Namespace) -> Any:
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
-    g = p.add_argument_group("model and run")
-    g.add_argument(
-        "--model",
-        help="Osprey checkpoint folder or Hugging Face id; without it the "
-        "existing predictions file is scored",
-    )
-    g.add_argument("--device", default=None, help="cuda, cpu, ... (default: auto)")
-    g.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: auto)")
+    g = p.add_argument_group("run")
     g.add_argument(
         "--out",
         type=Path,
@@ -130,7 +130,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         help="sample with T=0.2, top_p=0.6 as the paper (default: greedy)",
     )
     g.add_argument("--seed", type=int, default=0, help="base seed of --paper-sampling")
-    g.add_argument("--max-new-tokens", type=int, default=1024)
+    g.add_argument("--max-new-tokens", type=positive_int, default=PAPER_MAX_NEW_TOKENS)
 
 
 def _images(p: argparse.ArgumentParser, what: str) -> None:
@@ -252,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, help_text in BENCHMARKS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text,
+            parents=[model_options(model_default=None)],
+        )  # fmt: skip
         BENCHMARK_ARGS[name](name, p)
         _common(p, name)
     return parser
@@ -277,7 +280,7 @@ def answers(
 ) -> dict[str, dict]:
     """Run the model on what is missing (with ``--model``) and return all stored records."""
     path = predictions_path(args)
-    if args.model:
+    if model_name(args):
         if args.images is None:
             raise DataError("--images is required to run the model")
         done = set(read_records(path)) if path.is_file() else set()
@@ -298,8 +301,8 @@ def answers(
 
 def finish(args: argparse.Namespace, metrics: dict[str, Any], notes: list[str]) -> str:
     """Write metrics.json and results.md into ``--out``; return the markdown."""
-    run = "model " + (args.model or f"(predictions {predictions_path(args)})")
-    gen = generation(args).describe() if args.model else "n/a (scored existing predictions)"
+    run = "model " + (model_name(args) or f"(predictions {predictions_path(args)})")
+    gen = generation(args).describe() if model_name(args) else "n/a (scored existing predictions)"
     notes = [f"{run}; generation: {gen}", *notes]
     if args.limit:
         notes.append(f"--limit {args.limit}: a smoke run on the first records, not comparable")

@@ -18,11 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from osprey.errors import OspreyError
+
 # ---------------------------------------------------------------------------------------------
 # errors
 
 
-class DataError(RuntimeError):
+class DataError(OspreyError, RuntimeError):
     """Input data or weights are missing or malformed; the message says what and where from."""
 
 
@@ -261,7 +263,7 @@ def run_queries(
     """Ask ``model`` every query of ``tasks`` not yet in ``store``; returns how many were asked."""
     from tqdm import tqdm
 
-    from sam_bridge.images import load_image
+    from osprey.images import load_image
 
     todo = pending_tasks(tasks, store.__contains__)
     total = sum(q.id not in store for t in todo for q in t.queries)

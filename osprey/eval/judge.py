@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from osprey import prompts
-from sam_bridge.masks import decode_segmentation
+from osprey.masks import decode_segmentation
 
 from .common import (
     DataError,

@@ -11,6 +11,7 @@ from torch import nn
 
 from osprey import constants as C
 from osprey.config import LLMConfig
+from osprey.errors import OspreyError
 
 
 def llama_config(config: LLMConfig, attn_implementation: str = "sdpa"):
@@ -43,39 +44,46 @@ def reset_rotary(llm: nn.Module, device: torch.device | str) -> None:
 # tokenizer
 
 
-class TokenizerError(ValueError):
+class TokenizerError(OspreyError, ValueError):
     """The tokenizer files do not give the ids the weights expect."""
 
 
 def load_tokenizer(
     path: str | Path,
-    mask_token_id: int,
-    pos_token_id: int,
+    mask_token_id: int | None = None,
+    pos_token_id: int | None = None,
     model_max_length: int = C.MODEL_MAX_LENGTH,
+    *,
+    gguf_file: str | None = None,
 ):
-    """Load the LLaMA SentencePiece tokenizer exactly as the released weights saw it.
+    """Load a LLaMA-family tokenizer exactly as the released weights saw it, with ``<mask>`` and
+    ``<pos>`` added as special tokens. The one tokenizer loader: inference, checkpoints and
+    training (a new LLM's tokenizer, ``gguf_file`` inside ``path``) all use it.
 
     ``legacy=True`` reproduces the ids of the original's transformers-4.31 fast tokenizer, which
     ignored ``legacy: false`` in tokenizer_config.json and starts every text piece that follows an
     added token with a fresh SentencePiece word (``<pos>? `` -> ``<pos>``, ``▁?``). The pad token is
-    the unk token (id 0); ``<mask>`` and ``<pos>`` must come out at the ids the weights use.
+    the unk token (id 0; EOS for tokenizers without one). With ``mask_token_id`` / ``pos_token_id``
+    given, ``<mask>`` and ``<pos>`` must come out at those ids (the weights' ids). A checkpoint's
+    own code is never run (``trust_remote_code=False``).
     """
     from transformers import AutoTokenizer
 
     path = Path(path)
-    if not (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file():
+    has_files = (path / "tokenizer.model").is_file() or (path / "tokenizer.json").is_file()
+    if not has_files and not gguf_file:
         raise TokenizerError(f"no tokenizer.model or tokenizer.json in {path}")
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
     tok = AutoTokenizer.from_pretrained(
-        str(path),
-        legacy=True,
-        use_fast=True,
-        model_max_length=model_max_length,
-        padding_side="right",
-    )
+        str(path), legacy=True, use_fast=True, model_max_length=model_max_length,
+        padding_side="right", trust_remote_code=False, **extra,
+    )  # fmt: skip
     tok.add_tokens(
         [C.MASK_TOKEN, C.POS_TOKEN], special_tokens=True
     )  # a no-op with added_tokens.json
-    tok.pad_token = tok.unk_token
+    tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+    if mask_token_id is None and pos_token_id is None:
+        return tok
     got = tok.convert_tokens_to_ids([C.MASK_TOKEN, C.POS_TOKEN])
     if got != [mask_token_id, pos_token_id]:
         raise TokenizerError(

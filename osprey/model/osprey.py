@@ -10,13 +10,14 @@ from torch import nn
 
 from osprey import constants as C
 from osprey.config import OspreyConfig
+from osprey.errors import OspreyError
 from osprey.model.llm import build_llm
 from osprey.model.mask_extractor import MaskExtractor
 from osprey.model.projector import build_projector
 from osprey.model.vision import ConvNextVisionTower
 
 
-class SpliceError(ValueError):
+class SpliceError(OspreyError, ValueError):
     """The placeholders in input_ids do not match the features given for them."""
 
 

@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from osprey.errors import OspreyError
+
 PRESETS = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(OspreyError, ValueError):
     """A config file or override that does not fit TrainConfig."""
 
 

@@ -22,10 +22,11 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from osprey.checkpoint import read_tensors, save_osprey, weight_files
+from osprey.errors import OspreyError
 from osprey.train.config import PRESETS, TrainConfig
 
 
-class EngineError(RuntimeError):
+class EngineError(OspreyError, RuntimeError):
     """A scale-out or precision setting that cannot run here, with what to do about it."""
 
 

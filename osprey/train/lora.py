@@ -14,8 +14,10 @@ import tempfile
 
 import torch
 
+from osprey.errors import OspreyError
 
-class LoraSetupError(RuntimeError):
+
+class LoraSetupError(OspreyError, RuntimeError):
     """A LoRA / QLoRA setting that cannot run here, with what to do about it."""
 
 

@@ -25,36 +25,19 @@ import torch
 from osprey import constants as C
 from osprey.checkpoint import CLIP_PREFIX, build_model, load_osprey, load_state_dict, read_tensors
 from osprey.config import LLMConfig, OspreyConfig, osprey_7b_config, tiny_config
+from osprey.errors import OspreyError
+from osprey.model.llm import load_tokenizer
 from osprey.model.mask_extractor import MaskExtractor
 from osprey.model.projector import build_projector
 from osprey.model.vision import ConvNextVisionTower
 
 
-class InitError(ValueError):
+class InitError(OspreyError, ValueError):
     """The run's initial weights cannot be assembled from what the config names."""
 
 
 # ---------------------------------------------------------------------------------------------
-# tokenizer and config of a new LLM
-
-
-def llm_tokenizer(path: str | Path, gguf_file: str | None = None, max_length: int = 2048):
-    """The LLM's tokenizer with ``<mask>``/``<pos>`` added; pad = unk (as the original), else EOS.
-    SentencePiece LLaMA tokenizers load with ``legacy=True`` (the ids the release trained on)."""
-    from transformers import AutoTokenizer
-
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(
-        str(path),
-        legacy=True,
-        use_fast=True,
-        model_max_length=max_length,
-        padding_side="right",
-        **kwargs,
-    )
-    tok.add_tokens([C.MASK_TOKEN, C.POS_TOKEN], special_tokens=True)
-    tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
-    return tok
+# config of a new LLM (its tokenizer: osprey.model.llm.load_tokenizer)
 
 
 def llm_config_from_hf(hf_config, tokenizer) -> LLMConfig:
@@ -139,7 +122,7 @@ def from_llm(
     if vision_arch not in ("release", "tiny"):
         raise InitError(f"vision_arch must be 'release' or 'tiny', not {vision_arch!r}")
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = llm_tokenizer(llm_path, gguf_file, max_length)
+    tok = load_tokenizer(llm_path, model_max_length=max_length, gguf_file=gguf_file)
     llm_cfg = llm_config_from_hf(AutoConfig.from_pretrained(str(llm_path), **kwargs), tok)
     base = osprey_7b_config() if vision_arch == "release" else tiny_config()
     mask_id, pos_id = tok.convert_tokens_to_ids([C.MASK_TOKEN, C.POS_TOKEN])

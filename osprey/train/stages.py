@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from osprey.errors import OspreyError
+
 PARTS = ("vision", "projector", "mask_extractor", "llm")
 TRAINABLE: dict[int, tuple[str, ...]] = {
     1: ("projector",),
@@ -24,7 +26,7 @@ TRAINABLE: dict[int, tuple[str, ...]] = {
 }
 
 
-class StageError(ValueError):
+class StageError(OspreyError, ValueError):
     """An unknown stage, or an option the stage cannot have."""
 
 

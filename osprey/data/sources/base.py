@@ -13,7 +13,7 @@ import numpy as np
 
 from osprey import prompts as P
 from osprey.data.sample import Rejected, Sample
-from sam_bridge.masks import MaskError, decode_segmentation
+from osprey.masks import MaskError, decode_segmentation
 
 # ---------------------------------------------------------------------------------------------
 # string rules of the original loaders

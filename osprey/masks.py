@@ -15,10 +15,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-
-class MaskError(ValueError):
-    """A mask cannot be decoded, or does not fit its image."""
-
+from osprey.errors import MaskError
 
 # ---------------------------------------------------------------------------------------------
 # PNG

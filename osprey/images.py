@@ -10,19 +10,45 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from osprey.errors import ImageError
+
 # Images above this many pixels are refused (PIL's own decompression-bomb limit is ~89 MP).
 MAX_PIXELS = 64_000_000
 
-ImageLike = Image.Image | np.ndarray | str | Path | bytes
+
+@dataclass(frozen=True, eq=False)
+class ImageHandle:
+    """An image that has entered the project: its pixels normalised by :func:`to_rgb` and its content
+    key from :func:`image_key`, both computed once. Every API that takes an image takes a handle
+    too and then skips both steps (a click or a question on an open image costs no re-hashing)."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    key: str
+
+    @classmethod
+    def of(cls, image: ImageLike, max_pixels: int = MAX_PIXELS) -> ImageHandle:
+        """A handle for any supported image (a handle is returned as it is)."""
+        if isinstance(image, ImageHandle):
+            return image
+        rgb = to_rgb(image, max_pixels)
+        return cls(rgb, image_key(rgb))
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
 
 
-class ImageError(ValueError):
-    """The input cannot be read as an image (corrupt, unsupported, empty or too large)."""
+ImageLike = Image.Image | np.ndarray | str | Path | bytes | ImageHandle
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +152,8 @@ def to_rgb(image: ImageLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     orientation applied), a numpy array ((H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16,
     bool or float in [0, 1]), or a path / encoded bytes. The array is contiguous and owns its data.
     """
+    if isinstance(image, ImageHandle):
+        return image.rgb
     if isinstance(image, (str, Path, bytes)):
         return load_image(image, max_pixels)
     if isinstance(image, Image.Image):

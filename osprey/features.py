@@ -1,0 +1,49 @@
+"""Image features, computed once per image: the ConvNeXt stage maps (for the mask extractor) and the
+projected image tokens (for the LLM), cached by the image's content key.
+
+Every region and question on an image after the first costs only the mask extractor and the LLM.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from osprey.cache import LRUCache
+from osprey.images import ImageHandle, ImageLike
+from osprey.model.osprey import ImageFeatures, OspreyModel
+from osprey.processor import preprocess_image
+
+
+class FeatureCache:
+    """Image key -> :class:`ImageFeatures`, LRU, shared by every user of the model.
+
+    ``lock``: the model's device lock (the vision pass runs under it); the cache has its own
+    lock for lookups, so a hit never waits for another user's generation.
+    """
+
+    def __init__(self, model: OspreyModel, capacity: int = 8, lock: threading.RLock | None = None):
+        self.model = model
+        self.cache: LRUCache[ImageFeatures] = LRUCache(max(1, capacity))
+        self.device_lock = lock or threading.RLock()
+        self._lock = threading.Lock()
+        self.calls = 0  # vision-tower passes (cache misses), for tests and stats
+
+    def get(self, image: ImageLike) -> tuple[ImageHandle, ImageFeatures]:
+        """The image's handle and features, encoding it on the first request."""
+        handle = ImageHandle.of(image)
+        with self._lock:
+            feats = self.cache.get(handle.key)
+        if feats is None:
+            pixels = preprocess_image(handle.rgb, self.model.config.vision.image_size)[None]
+            with self.device_lock, torch.inference_mode():
+                feats = self.model.encode_images(pixels)[0]
+                self.calls += 1
+            with self._lock:
+                self.cache.put(handle.key, feats)
+        return handle, feats
+
+    def clear(self) -> None:
+        with self._lock:
+            self.cache.clear()

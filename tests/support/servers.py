@@ -1,0 +1,25 @@
+"""Serve a Gradio app in-process on a free loopback port, for client and browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(demo, concurrency: int = 2, max_size: int | None = None) -> Iterator[str]:
+    """Launch ``demo`` (queued) on 127.0.0.1 and yield its URL; closed on exit."""
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
