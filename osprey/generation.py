@@ -220,24 +220,12 @@ class Generator:
         prefix before the first region is prefilled once (or reused from the prefix cache) and
         kept once: the rows attend to it through shared-prefix attention, their own caches hold
         only the region's tokens and the answer. Returns the new ids of each region."""
-        from transformers import DynamicCache
-
         model, cfg = self.model, self.model.config
         first = ids.index(cfg.mask_token_id)
         budget = self._budget(gen, len(ids))
-        prefix_sig = signature(ids[:first], key, [], cfg.mask_token_id, cfg.pos_token_id)
         choose = token_chooser(gen.do_sample, gen.temperature, gen.top_p)
         results: list[list[int]] = []
-        with self.context(gen.seed):
-            base, reused = self.prefix.take(key, [*prefix_sig, None], limit=first)
-            base = base if base is not None else DynamicCache(config=model.llm.config)
-            if reused < first:
-                prefix_ids = torch.tensor([ids[:first]], device=model.device)
-                embeds = model.prepare_inputs(prefix_ids, [feats], [masks[:0]])
-                model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
-            self.prefix.reused_tokens += reused
-            self.prefix.prefilled_tokens += first - reused
-            shared = SharedPrefix.from_cache(base)
+        with self.context(gen.seed), self.shared_prefix(key, feats, ids[:first]) as shared:
             elem = model.llm.get_input_embeddings().weight.element_size()
             step = self.rows_per_batch(
                 row_bytes(model.llm.config, elem, first, len(ids) - first, budget)
@@ -253,8 +241,30 @@ class Generator:
                     self.tokenizer.eos_token_id,
                 )  # fmt: skip
                 self.prefix.prefilled_tokens += rows * (len(ids) - first)
-            self.prefix.put(key, prefix_sig, base)
         return results
+
+    @contextlib.contextmanager
+    def shared_prefix(
+        self, key: str, feats: ImageFeatures, ids: list[int]
+    ) -> Iterator[SharedPrefix]:
+        """The KV of the prompt prefix ``ids`` (no region placeholder in it) on image ``key``,
+        taken from the prefix cache (prefilling only what it lacks) and stored back on exit, as one
+        batch-1 :class:`SharedPrefix` for rows to attend to. Use under :meth:`context`."""
+        from transformers import DynamicCache
+
+        model, cfg = self.model, self.model.config
+        sig = signature(ids, key, [], cfg.mask_token_id, cfg.pos_token_id)
+        base, reused = self.prefix.take(key, [*sig, None], limit=len(ids))
+        base = base if base is not None else DynamicCache(config=model.llm.config)
+        if reused < len(ids):
+            prefix_ids = torch.tensor([ids], device=model.device)
+            no_regions = torch.zeros(0, 1, 1, dtype=torch.bool)
+            embeds = model.prepare_inputs(prefix_ids, [feats], [no_regions])
+            model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
+        self.prefix.reused_tokens += reused
+        self.prefix.prefilled_tokens += len(ids) - reused
+        yield SharedPrefix.from_cache(base)
+        self.prefix.put(key, sig, base)
 
     def rows_per_batch(self, row: int) -> int:
         """Regions decoded together: ``batch_size``, or with ``"auto"`` as many rows of ``row``

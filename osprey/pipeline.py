@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from osprey import conversation as conv
+from osprey import vocabulary as vocab
+from osprey.classify import Classifier, class_probabilities, top_names
 from osprey.features import FeatureCache
 from osprey.generation import Answer, Generation, Generator, stream
 from osprey.images import ImageHandle, ImageLike
@@ -56,6 +58,7 @@ class Osprey:
             model, tokenizer, kv_cache_size=kv_cache_size, batch_size=batch_size
         )
         self.images = FeatureCache(model, cache_size, lock=self.generator.lock)
+        self.classifier = Classifier(self.generator, self._encoded)
 
     @classmethod
     def from_pretrained(
@@ -186,15 +189,44 @@ class Osprey:
             out = self.model(input_ids, features=[feats], masks=[regions])
         return out.logits[0].float()
 
+    # -- top-k categories over a vocabulary (osprey/classify.py) -----------------------------------
+
+    def classify(
+        self, image: ImageLike, masks: Masks, vocabulary: vocab.Vocabulary | str | Sequence[str],
+        top_k: int = 5,
+    ) -> list[list[tuple[str, float]]]:  # fmt: skip
+        """The ``top_k`` most probable classes of ``vocabulary`` (a built-in name such as
+        ``"lvis"``, comma-separated names, a list of names or a :class:`Vocabulary`) with their
+        probabilities, for each region of ``masks`` or, without masks, for the whole image (one
+        list). A probability is the softmax over the whole vocabulary of each name's summed answer
+        log-likelihood under the category prompt (see :mod:`osprey.classify`)."""
+        v = vocab.resolve(vocabulary)
+        probs = self.class_probabilities(image, masks, v)
+        return [top_names(v.names, p, top_k) for p in probs]
+
+    def class_probabilities(
+        self, image: ImageLike, masks: Masks, vocabulary: vocab.Vocabulary | str | Sequence[str]
+    ) -> np.ndarray:
+        """(Q, K) probabilities of the K classes of ``vocabulary`` for each region ((1, K) for the
+        whole image without masks); each row sums to 1."""
+        v = vocab.resolve(vocabulary)
+        handle, feats = self.images.get(image)
+        regions = prepare_masks(masks, handle.height, handle.width)
+        scores = self.classifier.scores(handle.key, feats, regions, v)
+        return class_probabilities(scores, v.owners)
+
     # -- prompts -------------------------------------------------------------------------------
 
-    def _encode(self, turns: Sequence[conv.Turn], n_masks: int, limit: int) -> list[int]:
+    def _encoded(self, turns: Sequence[conv.Turn], limit: int | None = None) -> conv.Encoded:
         cfg = self.model.config
-        enc = conv.encode(
+        return conv.encode(
             self.tokenizer, turns, num_image_tokens=self.model.num_image_tokens,
             mask_token_id=cfg.mask_token_id, pos_token_id=cfg.pos_token_id,
-            template=cfg.template, max_length=limit,
+            template=cfg.template, max_length=limit or self.max_length,
         )  # fmt: skip
+
+    def _encode(self, turns: Sequence[conv.Turn], n_masks: int, limit: int) -> list[int]:
+        enc = self._encoded(turns, limit)
         if enc.num_regions != n_masks:
             raise RegionError(
                 f"the prompt refers to {enc.num_regions} region(s) but {n_masks} mask(s) were given"

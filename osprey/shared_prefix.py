@@ -58,6 +58,7 @@ def shared_prefix_attention(
     scaling: float | None = None,
     *,
     shared_prefix: SharedPrefix,
+    key_index: torch.Tensor | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """Attention over ``shared_prefix`` followed by each row's own keys (transformers'
@@ -65,10 +66,13 @@ def shared_prefix_attention(
 
     query (B, H, T, D); key/value (B, H_kv, S, D): the rows' suffix so far, whose last T positions
     are the queries'. ``attention_mask``: None (causal within the suffix) or a 4-D (B, 1, T, S)
-    boolean / additive mask over the suffix. Returns ((B, T, H, D), None).
+    boolean / additive mask over the suffix. ``key_index`` (T, A) long, instead of a mask: query t
+    sees exactly the suffix keys ``key_index[t]`` (-1: none), gathered rather than masked, so a
+    query costs A keys whatever S is (tree attention over a token trie: a node's ancestors).
+    Returns ((B, T, H, D), None).
     """
     b, h, t, d = query.shape
-    h_kv, s = key.shape[1], key.shape[2]
+    h_kv = key.shape[1]
     g = h // h_kv
     scale = scaling if scaling is not None else d**-0.5
     pk, pv = shared_prefix.keys[module.layer_idx][0], shared_prefix.values[module.layer_idx][0]
@@ -77,18 +81,13 @@ def shared_prefix_attention(
     # prefix part: all rows' queries of one KV head against the single copy of its keys
     q_flat = q.permute(1, 0, 2, 3).reshape(h_kv, b * g * t, d)
     s_pre = torch.matmul(q_flat, pk.transpose(1, 2)).float() * scale  # (H_kv, B*g*T, P)
-    # suffix part: each row against its own keys
-    s_suf = torch.matmul(q, key.transpose(2, 3)).float() * scale  # (B, H_kv, g*T, S)
-    s_suf = s_suf.view(b, h_kv, g, t, s)
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        s_suf = s_suf.masked_fill(~attention_mask[:, :, None], float("-inf"))
-    elif attention_mask is not None:
-        s_suf = s_suf + attention_mask[:, :, None].float()
-    elif t > 1:  # causal within the suffix (a single query, decoding, sees every key)
-        i = torch.arange(t, device=query.device)[:, None]
-        j = torch.arange(s, device=query.device)[None, :]
-        s_suf = s_suf.masked_fill(j > i + (s - t), float("-inf"))  # query i sits at s - t + i
-    s_suf = s_suf.view(b, h_kv, g * t, s)
+    # suffix part: each row against its own keys (or, with key_index, its gathered keys)
+    if key_index is not None:
+        key, value = key[:, :, key_index.clamp(min=0)], value[:, :, key_index.clamp(min=0)]
+        s_suf = torch.einsum("bkgtd,bktad->bkgta", q.view(b, h_kv, g, t, d), key).float() * scale
+        s_suf = s_suf.masked_fill(key_index < 0, float("-inf")).view(b, h_kv, g * t, -1)
+    else:
+        s_suf = _suffix_scores(q, key, attention_mask, scale, t)
 
     def to_rows(x: torch.Tensor) -> torch.Tensor:  # (H_kv, B*g*T, n) -> (B, H_kv, g*T, n)
         return x.view(h_kv, b, g * t, -1).permute(1, 0, 2, 3)
@@ -101,9 +100,33 @@ def shared_prefix_attention(
     e_suf = torch.exp(s_suf - top)
     norm = to_rows(e_pre.sum(-1, keepdim=True)) + e_suf.sum(-1, keepdim=True)
     out = to_rows(torch.matmul(e_pre.to(pv.dtype), pv).float())
-    out = out + torch.matmul(e_suf.to(value.dtype), value).float()
+    if key_index is not None:  # (B, H_kv, g, T, A) weights over (B, H_kv, T, A, D) values
+        e = e_suf.view(b, h_kv, g, t, -1).to(value.dtype)
+        out = out + torch.einsum("bkgta,bktad->bkgtd", e, value).reshape(b, h_kv, g * t, d).float()
+    else:
+        out = out + torch.matmul(e_suf.to(value.dtype), value).float()
     out = (out / norm).to(query.dtype)  # (B, H_kv, g*T, D)
     return out.reshape(b, h, t, d).transpose(1, 2).contiguous(), None
+
+
+def _suffix_scores(
+    q: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None, scale: float, t: int
+) -> torch.Tensor:
+    """(B, H_kv, g*T, S) float32 scores of the queries ``q`` (B, H_kv, g*T, D) against the row's
+    own keys (B, H_kv, S, D), masked (None: causal within the suffix)."""
+    b, h_kv, s = key.shape[0], key.shape[1], key.shape[2]
+    g = q.shape[2] // t
+    s_suf = torch.matmul(q, key.transpose(2, 3)).float() * scale  # (B, H_kv, g*T, S)
+    s_suf = s_suf.view(b, h_kv, g, t, s)
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        s_suf = s_suf.masked_fill(~attention_mask[:, :, None], float("-inf"))
+    elif attention_mask is not None:
+        s_suf = s_suf + attention_mask[:, :, None].float()
+    elif t > 1:  # causal within the suffix (a single query, decoding, sees every key)
+        i = torch.arange(t, device=q.device)[:, None]
+        j = torch.arange(s, device=q.device)[None, :]
+        s_suf = s_suf.masked_fill(j > i + (s - t), float("-inf"))  # query i sits at s - t + i
+    return s_suf.view(b, h_kv, g * t, s)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from .common import (
     strip_answer,
 )
 from .metrics import embed
-from .ovseg_classes import SYNONYMS, TEMPLATE
+from .ovseg_classes import TEMPLATE, synonyms
 from .panoptic_metrics import (
     IGNORE,
     ConfusionMatrix,
@@ -105,15 +105,15 @@ class PanopticImage:
 
 def vocabulary(benchmark: str, categories: Sequence[dict]) -> Vocabulary:
     """The benchmark's synonym table aligned with the panoptic JSON's ``categories``."""
-    synonyms = SYNONYMS[benchmark]
-    if len(categories) != len(synonyms):
+    classes = synonyms(benchmark)
+    if len(categories) != len(classes):
         raise DataError(
             f"the panoptic JSON lists {len(categories)} categories, {benchmark} has "
-            f"{len(synonyms)} classes: is this the {benchmark} panoptic file?"
+            f"{len(classes)} classes: is this the {benchmark} panoptic file?"
         )
     ids = [int(c["id"]) for c in categories]
     things = frozenset(i for i, c in enumerate(categories) if c.get("isthing"))
-    return Vocabulary(synonyms, ids, things)
+    return Vocabulary(classes, ids, things)
 
 
 def _find_image(root: Path, image_id: str, file_name: str | None) -> Path:

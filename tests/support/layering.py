@@ -5,11 +5,13 @@ Layers, bottom to top:
 
 * base: ``osprey.constants``, ``osprey.errors``, ``osprey.prompts``;
 * utilities: ``osprey.images``, ``osprey.masks``, ``osprey.cache``, ``osprey.devices``,
-  ``osprey.options`` (standard library, numpy, PIL, pycocotools, torch; no model code);
+  ``osprey.options``, ``osprey.vocabulary`` (standard library, numpy, PIL, pycocotools, torch;
+  no model code);
 * ``sam_bridge``: SAM; it may use the base and utilities of ``osprey`` and nothing else of it;
 * the model: ``osprey.config``, ``osprey.model``, then ``osprey.conversation`` /
   ``osprey.processor`` / ``osprey.checkpoint``, then ``osprey.features`` / ``osprey.generation``
-  / ``osprey.loading``, then the facade ``osprey.pipeline``;
+  / ``osprey.loading``, then ``osprey.classify`` (over the generator), then the facade
+  ``osprey.pipeline``;
 * the app: ``osprey.session`` (data) <- ``osprey.viz`` (drawing) <- ``osprey.service`` <-
   ``osprey.api`` <- ``app``. Only ``app`` composes SAM and Osprey; only ``app`` and
   ``osprey.api`` import gradio;
@@ -22,10 +24,15 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-UTILITIES = ["osprey.images", "osprey.masks", "osprey.cache", "osprey.devices", "osprey.options"]
+UTILITIES = [
+    "osprey.images", "osprey.masks", "osprey.cache", "osprey.devices", "osprey.options",
+    "osprey.vocabulary",
+]  # fmt: skip
 BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
 APP_LAYER = ["osprey.session", "osprey.viz", "osprey.service", "osprey.api", "app"]
-INFERENCE = ["osprey.features", "osprey.generation", "osprey.loading", "osprey.pipeline"]
+INFERENCE = [
+    "osprey.features", "osprey.generation", "osprey.classify", "osprey.loading", "osprey.pipeline",
+]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
@@ -37,6 +44,7 @@ FORBIDDEN: dict[str, list[str]] = {
         m: ["osprey.model", "osprey.checkpoint", "osprey.pipeline", *APP_LAYER, *INFERENCE]
         for m in ["osprey.images", "osprey.masks", "osprey.cache", "osprey.devices"]
     },
+    "osprey.vocabulary": ["osprey.model", "osprey.conversation", *INFERENCE, *APP_LAYER, "torch"],
     "osprey.config": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
     "osprey.model": [
         "osprey.checkpoint",
@@ -49,7 +57,14 @@ FORBIDDEN: dict[str, list[str]] = {
     "osprey.processor": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
     "osprey.checkpoint": [*INFERENCE, *APP_LAYER],
     "osprey.features": ["osprey.generation", "osprey.loading", "osprey.pipeline", *APP_LAYER],
-    "osprey.generation": ["osprey.features", "osprey.loading", "osprey.pipeline", *APP_LAYER],
+    "osprey.generation": [
+        "osprey.features",
+        "osprey.classify",
+        "osprey.loading",
+        "osprey.pipeline",
+        *APP_LAYER,
+    ],
+    "osprey.classify": ["osprey.features", "osprey.loading", "osprey.pipeline", *APP_LAYER],
     "osprey.loading": ["osprey.features", "osprey.generation", "osprey.pipeline", *APP_LAYER],
     "osprey.pipeline": APP_LAYER,
     "osprey.session": [
