@@ -35,6 +35,10 @@ TASK_LABELS = {
     "short": "Short description",
     "detailed": "Detailed description",
 }
+VOCABULARIES = [
+    ("COCO (80)", "coco"), ("LVIS (1,203)", "lvis"), ("ADE20K (150)", "ade20k"),
+    ("Cityscapes (19)", "cityscapes"), ("PACO parts (531)", "paco"), ("Custom (below)", "custom"),
+]  # fmt: skip
 UNTRAINED = "**Development mode: tiny random models. The masks and answers are meaningless.**"
 INTRO = (
     "## Osprey — point and describe\nUpload an image, click on an object (SAM makes the mask), "
@@ -161,6 +165,8 @@ def _chat_column(ui: SimpleNamespace) -> None:
         ui.tasks = {
             task: gr.Button(label, elem_id=f"ask-{task}") for task, label in TASK_LABELS.items()
         }
+        ui.top5 = gr.Button("Top-5", elem_id="ask-top5")
+    _vocabulary_row(ui)
     with gr.Row():
         ui.pick = gr.Dropdown(label="Region", choices=[], elem_id="pick")
         ui.new_name = gr.Textbox(label="Name", placeholder="e.g. dog", elem_id="new-name")
@@ -180,8 +186,28 @@ def _chat_column(ui: SimpleNamespace) -> None:
         ui.export_json = gr.Button("Export JSON (COCO RLE)", elem_id="export-json")
         ui.export_zip = gr.Button("Export masks (PNG zip)", elem_id="export-zip")
     ui.export_file = gr.File(label="Export", elem_id="export-file")
-    ui.auto_table = gr.Dataframe(headers=["mask", "category", "caption", "area"], interactive=False,
-                                 label="Describe all", elem_id="auto-table")  # fmt: skip
+    ui.label_all = gr.Checkbox(label="Describe all: also label each mask with its top-1 class "
+                               "of the vocabulary", elem_id="label-all")  # fmt: skip
+    ui.auto_table = gr.Dataframe(headers=["mask", "category", "caption", "area", "label", "prob"],
+                                 interactive=False, label="Describe all", elem_id="auto-table")  # fmt: skip
+
+
+def _vocabulary_row(ui: SimpleNamespace) -> None:
+    """The vocabulary picker and, after "Top-5", one bar chart (gr.Label) per region."""
+    import gradio as gr
+
+    with gr.Row():
+        ui.vocab = gr.Dropdown(VOCABULARIES, value="coco", label="Vocabulary (Top-5, label all)",
+                               elem_id="vocab")  # fmt: skip
+        ui.custom_vocab = gr.Textbox(label="Custom classes", placeholder="dog, cat, traffic light",
+                                     elem_id="custom-vocab")  # fmt: skip
+    ui.tops = gr.State([])
+
+    @gr.render(inputs=ui.tops)
+    def _top_labels(tops):
+        with gr.Row(elem_id="top-k"):
+            for name, probs in tops:
+                gr.Label(dict(probs), label=f"Top-5 of {name}", elem_classes="top-k-label")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,9 +338,14 @@ def _wire(ui: SimpleNamespace, service) -> None:
     ui.question.submit(**send)
     ui.stop.click(lambda s: service.stop(s), [ui.state], None, queue=False, **private)
     ui.everything.click(_everything_handler(service), [ui.state], outs, **private)
+    ui.top5.click(
+        _top5_handler(service), [ui.selected, ui.chat, ui.vocab, ui.custom_vocab, ui.state],
+        [ui.chat, ui.tops, *outs], **private,
+    )  # fmt: skip
     ui.describe_all.click(
-        _describe_all_handler(service), [ui.state], [ui.auto_table, *outs], **private
-    )
+        _describe_all_handler(service), [ui.state, ui.label_all, ui.vocab, ui.custom_vocab],
+        [ui.auto_table, *outs], **private,
+    )  # fmt: skip
     ui.export_json.click(guarded(lambda s: _write("regions.json", json.dumps(service.export(s), indent=2))),
                          [ui.state], ui.export_file, **private)  # fmt: skip
     ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
@@ -373,12 +404,34 @@ def _everything_handler(service):
     return run
 
 
+def _vocabulary(choice: str, custom: str) -> str:
+    """The picker's vocabulary: a built-in name, or the custom text."""
+    return custom if choice == "custom" else choice
+
+
+def _top5_handler(service):
+    @guarded
+    @GPU
+    def run(selected, chat, choice, custom, s):
+        indices = [_index(i) for i in selected or []]
+        tops = service.classify(s, _vocabulary(choice, custom), indices, top_k=5)
+        for name, top in tops:
+            text = " · ".join(f"{n} {p:.2f}" for n, p in top)
+            chat = [*chat, {"role": "user", "content": f"Top-5 of {name}"},
+                    {"role": "assistant", "content": text}]  # fmt: skip
+        return (chat, [(name, dict(top)) for name, top in tops], *view(s))
+
+    return run
+
+
 def _describe_all_handler(service):
     @guarded
     @GPU
-    def run(s):
-        rows = service.describe_all(s)
-        return ([[r["mask"], r["category"], r["caption"], r["area"]] for r in rows], *view(s))
+    def run(s, label, choice, custom):
+        rows = service.describe_all(s, vocabulary=_vocabulary(choice, custom) if label else None)
+        table = [[r["mask"], r["category"], r["caption"], r["area"], r.get("label", ""),
+                  r.get("prob", "")] for r in rows]  # fmt: skip
+        return (table, *view(s))
 
     return run
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m osprey {describe,info,download,convert} ...``."""
+"""Command line: ``python -m osprey {describe,classify,info,download,convert} ...``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from osprey.options import (
     generation_options,
     model_name,
     model_options,
+    positive_int,
     run,
 )
 
@@ -40,6 +41,34 @@ def cmd_describe(args: argparse.Namespace) -> int:
         return 0
     for i, text in enumerate(osp.describe(image, masks, args.task, gen=gen)):
         print(f"region{i + 1}: {text}" if len(masks) > 1 else text)
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import json
+
+    from osprey.images import load_image
+    from osprey.masks import load_mask_png
+    from osprey.pipeline import Osprey
+    from osprey.vocabulary import resolve
+
+    image = load_image(args.image)
+    masks = [load_mask_png(m) for m in args.mask]
+    vocabulary = resolve(args.vocab, files=True)
+    osp = Osprey.from_pretrained(
+        model_name(args), device=args.device, dtype=args.dtype,
+        checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
+        quantize=args.quantize,
+    )  # fmt: skip
+    if osp.untrained:
+        print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
+    tops = osp.classify(image, masks or None, vocabulary, args.top_k)
+    if args.json:
+        print(json.dumps([[{"name": n, "prob": p} for n, p in top] for top in tops]))
+        return 0
+    for i, top in enumerate(tops):
+        for name, prob in top:
+            print(f"region{i + 1}\t{prob:.4f}\t{name}" if len(masks) > 1 else f"{prob:.4f}\t{name}")
     return 0
 
 
@@ -129,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser(
+        "classify", help="top-k classes of a vocabulary, with probabilities, per masked region",
+        parents=[model_options()],
+    )  # fmt: skip
+    p.add_argument("--image", required=True)
+    p.add_argument("--mask", action="append", default=[],
+                   help="region mask PNG (nonzero = region); repeat for several; none: the whole "
+                   "image")  # fmt: skip
+    p.add_argument("--vocab", default="coco",
+                   help="coco, lvis, ade20k, cityscapes, paco, a file with one name per line, or "
+                   "comma-separated names (default: coco)")  # fmt: skip
+    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON list per region of {name, prob}")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser(
         "info", help="tensor names and shapes of a model, computed without downloading",

@@ -2,9 +2,9 @@
 ``app.py`` registers with Gradio's ``gr.api`` (so clients see typed parameters, no UI components).
 
 One-shot endpoints take an image and answer at once: ``/segment``, ``/describe``,
-``/describe_all``. The ``/session_*`` endpoints keep state between calls of one client (a
-``gradio_client.Client`` has its own session), as a browser tab does: open an image, click, add
-regions, ask, export. Every endpoint calls the same service functions as the UI; README "API"
+``/describe_all``, ``/classify``. The ``/session_*`` endpoints keep state between calls of one
+client (a ``gradio_client.Client`` has its own session), as a browser tab does: open an image,
+click, add regions, ask, export. Every endpoint calls the same service functions as the UI; README "API"
 lists them with a runnable example each.
 """
 
@@ -76,6 +76,7 @@ class Endpoints:
     NAMES = (
         "segment", "describe", "describe_all",
         "session_open", "session_click", "session_add", "session_ask", "session_export",
+        "classify",
     )  # fmt: skip
 
     def __init__(self, service: RegionChat):
@@ -114,16 +115,31 @@ class Endpoints:
 
     def describe_all(
         self, image: FileData, points_per_side: float = 16, pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
+        stability_score_thresh: float = 0.95, vocabulary: str = "",
     ) -> list[dict]:  # fmt: skip
-        """Segment everything, then category and short caption of every mask (one row each)."""
+        """Segment everything, then category and short caption of every mask (one row each);
+        with a ``vocabulary`` (built-in name or comma-separated names), also each mask's most
+        probable class in it (``label``, ``prob``)."""
         s = Session()
         self.service.open_image(s, _path(image))
         self.service.segment_everything(
             s, int(points_per_side or 16), pred_iou_thresh=float(pred_iou_thresh),
             stability_score_thresh=float(stability_score_thresh),
         )  # fmt: skip
-        return self.service.describe_all(s) if s.auto else []
+        return self.service.describe_all(s, vocabulary=vocabulary or None) if s.auto else []
+
+    def classify(
+        self, image: FileData, masks: list[FileData], vocabulary: str = "coco", top_k: float = 5
+    ) -> list:
+        """The ``top_k`` classes of ``vocabulary`` (``coco``, ``lvis``, ``ade20k``,
+        ``cityscapes``, ``paco`` or comma-separated names) per mask, each a list of
+        {name, prob}; with no mask, one list for the whole image."""
+        s = Session()
+        self.service.open_image(s, _path(image))
+        for f in masks or []:
+            self.service.add_mask(s, load_mask_png(_path(f)))
+        tops = self.service.classify(s, vocabulary, top_k=int(top_k))
+        return [[{"name": n, "prob": p} for n, p in top] for _, top in tops]
 
     # -- a session over several calls ------------------------------------------------------------
 

@@ -323,14 +323,15 @@ class Classifier:
 
     def row_bytes(self, prefix: int, context: int, trie: TokenTrie) -> int:
         """Peak memory of one row: its KV (context + inner nodes), its spliced embeddings, one
-        step's attention scores (three float32 copies) and LM-head logits."""
+        step's attention scores (three float32 copies over the prefix, the context and the
+        deepest node's ancestors) and a slice of LM-head logits."""
         cfg = self.generator.model.llm.config
         elem = self.generator.model.llm.get_input_embeddings().weight.element_size()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
-        suffix = context + len(trie.inner)
-        kv = 2 * cfg.num_hidden_layers * kv_heads * head_dim * elem * suffix
+        kv = 2 * cfg.num_hidden_layers * kv_heads * head_dim * elem * (context + len(trie.inner))
         step = min(NODES_PER_STEP, max(1, len(trie.inner)))
-        scores = 3 * 4 * cfg.num_attention_heads * step * (prefix + suffix)
+        keys = prefix + context + int(trie.depth.max(initial=0))
+        scores = 3 * 4 * cfg.num_attention_heads * step * keys
         embeds = 2 * cfg.hidden_size * elem * (prefix + context)
         return kv + scores + embeds + 4 * 64 * cfg.vocab_size

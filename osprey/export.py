@@ -24,6 +24,7 @@ def to_json(session: Session, model: str, untrained: bool) -> dict[str, Any]:
             "segmentation": r.rle, "area": r.area,
             "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]] if box else None,
             "category": r.category, "caption": r.caption, "detail": r.detail,
+            "top_k": [{"name": n, "prob": p} for n, p in r.top], "vocabulary": r.vocabulary,
         })  # fmt: skip
     image = session.image
     return {

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from osprey import export, viz
+from osprey import vocabulary as vocab
 from osprey.constants import DEFAULT_MAX_NEW_TOKENS
 from osprey.conversation import ContextLengthError
 from osprey.errors import ImageError, ServiceError
@@ -38,6 +39,7 @@ from osprey.session import (
 DETAIL_TOKENS = 1024  # a detailed description may run long (the paper's setting)
 EVERYTHING_CATEGORY_TOKENS, EVERYTHING_CAPTION_TOKENS = 16, 48
 TASK_FIELDS = {"category": "category", "short": "caption", "detailed": "detail"}
+MAX_TOP_K = 50
 
 
 @dataclass(frozen=True)
@@ -233,10 +235,37 @@ class RegionChat:
         """End the answer streaming for this session (the Stop button)."""
         self._stops.setdefault(session.id, threading.Event()).set()
 
+    def classify(
+        self, session: Session, vocabulary: str, indices: Sequence[int] | None = None,
+        top_k: int = 5,
+    ) -> list[tuple[str, list[tuple[str, float]]]]:  # fmt: skip
+        """The ``top_k`` classes of ``vocabulary`` (a built-in name or comma-separated names)
+        with their probabilities for the chosen regions (default: all; kept on the regions) or,
+        with no region, for the whole image. Returns (region's display name, top list) pairs."""
+        handle = self._image(session)
+        v = _vocabulary(vocabulary)
+        if not 1 <= int(top_k) <= MAX_TOP_K:
+            raise ServiceError(f"top_k must be between 1 and {MAX_TOP_K}.")
+        if not session.regions:
+            top = _user_errors(lambda: self.osprey.classify(handle, None, v, int(top_k)))
+            return [("the image", top[0])]
+        indices = list(range(len(session.regions))) if not indices else list(indices)
+        for i in indices:
+            self._check_index(session, i)
+        masks = [session.regions[i].mask for i in indices]
+        tops = _user_errors(lambda: self.osprey.classify(handle, masks, v, int(top_k)))
+        for i, top in zip(indices, tops):
+            session.update_region(i, top=tuple(top), vocabulary=v.name)
+        return [(display_name(i, session.regions[i].label), t) for i, t in zip(indices, tops)]
+
     # -- segment everything --------------------------------------------------------------------
 
-    def describe_all(self, session: Session, limit: int = 50) -> list[dict[str, Any]]:
-        """Category and short caption of every "everything" mask (largest first, up to ``limit``)."""
+    def describe_all(
+        self, session: Session, limit: int = 50, vocabulary: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Category and short caption of every "everything" mask (largest first, up to ``limit``);
+        with a ``vocabulary``, also each mask's most probable class in it (``label``, ``prob``),
+        which then labels the overlay."""
         handle = self._image(session)
         if not session.auto:
             raise ServiceError(
@@ -244,14 +273,21 @@ class RegionChat:
             )
         autos = session.auto[:limit]
         masks = [a.mask for a in autos]
+        v = _vocabulary(vocabulary) if vocabulary else None
         gens = Generation(EVERYTHING_CATEGORY_TOKENS), Generation(EVERYTHING_CAPTION_TOKENS)
         cats = _user_errors(lambda: self.osprey.describe(handle, masks, "category", gens[0]))
         caps = _user_errors(lambda: self.osprey.describe(handle, masks, "short", gens[1]))
-        session.auto_labels = [c.strip() for c in cats]
-        return [
+        rows = [
             {"mask": i + 1, "category": c.strip(), "caption": s.strip(), "area": a.area, "box": list(a.box)}
             for i, (a, c, s) in enumerate(zip(autos, cats, caps))
         ]  # fmt: skip
+        session.auto_labels = [c.strip() for c in cats]
+        if v is not None:
+            tops = _user_errors(lambda: self.osprey.classify(handle, masks, v, 1))
+            for row, ((name, prob),) in zip(rows, tops):
+                row.update(label=name, prob=round(prob, 4), vocabulary=v.name)
+            session.auto_labels = [f"{r['label']} {r['prob']:.2f}" for r in rows]
+        return rows
 
     # -- export --------------------------------------------------------------------------------
 
@@ -277,6 +313,14 @@ def _user_errors(fn):
         return fn()
     except (RegionError, ContextLengthError) as exc:
         raise ServiceError(str(exc)) from exc
+
+
+def _vocabulary(spec: str | None) -> vocab.Vocabulary:
+    """A user's vocabulary (never a server path): :class:`ServiceError` if unusable."""
+    try:
+        return vocab.resolve(spec or "")
+    except vocab.VocabularyError as exc:
+        raise ServiceError(f"Vocabulary: {exc}.") from exc
 
 
 def _dropped_note(answer) -> str:

@@ -80,6 +80,8 @@ class Region:
     category: str = ""
     caption: str = ""
     detail: str = ""
+    top: tuple[tuple[str, float], ...] = ()  # top-k (class, probability) over `vocabulary`
+    vocabulary: str = ""
 
     @classmethod
     def of(cls, mask: np.ndarray, color: tuple[int, int, int], source: str, **kw: str) -> Region:

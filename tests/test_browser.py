@@ -105,6 +105,14 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     page.wait_for_function(
         "() => document.querySelector('#regions').innerText.split('region1')[1].trim().length > 0"
     )
+    # its top-5 over COCO: a bar chart (gr.Label) and the list in the chat
+    page.click("#ask-top5")
+    page.wait_for_function(
+        "() => document.querySelector('#chat').innerText.includes('Top-5 of region1')"
+    )
+    page.locator("#top-k .top-k-label").first.wait_for()
+    assert page.locator("#top-k .top-k-label").count() == 1
+    assert "Top-5 of region1" in page.locator("#top-k").inner_text()
 
     # region 2 elsewhere; a question about both, streamed into the chat
     clicks2 = _click_image(page, 0.2, 0.25)
@@ -116,6 +124,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
         "() => document.querySelector('#chat').innerText.includes('How is region1 related to region2?')"
     )
     page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
+    _idle(page)  # the answer has finished streaming (the exchange joins the chat at its end)
 
     # export: the JSON decodes to the masks SAM gives for the clicked pixels
     page.click("#export-json")
@@ -133,4 +142,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
         options = [tiny_service.sam.predict(rgb, points=[c]).candidates[0].mask for c in clicks]
         assert any(np.array_equal(exported, m) for m in options)
     assert data["regions"][0]["category"]
+    top = data["regions"][0]["top_k"]
+    assert data["regions"][0]["vocabulary"] == "coco" and len(top) == 5
+    assert [t["prob"] for t in top] == sorted((t["prob"] for t in top), reverse=True)
     assert data["chat"] and data["chat"][0]["question"] == "How is region1 related to region2?"

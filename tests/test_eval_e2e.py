@@ -467,3 +467,78 @@ def test_pope_end_to_end(tmp_path, voc_objects):
     assert got["random/Acc"] == pytest.approx(75.0) and got["random/Prec"] == pytest.approx(100.0)
     assert got["random/Rec"] == pytest.approx(200 / 3) and got["random/F1"] == pytest.approx(80.0)
     assert got["random/Yes%"] == pytest.approx(50.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# --scoring likelihood: the class list ranked instead of generated answers
+
+
+@needs_minilm
+def test_lvis_likelihood_ranks_the_class_list_and_adds_accuracy(tmp_path, voc_objects):
+    rgb, masks, names = voc_objects
+    ann, images = _lvis_data(tmp_path, rgb, masks, names)
+    out = tmp_path / "run"
+    model = FakeRegionModel(masks, names, min_area=400)
+    argv = ["lvis", "--annotations", str(ann), "--images", str(images), "--out", str(out)]
+    rc, _ = _main(
+        [*argv, "--model", "fake", "--scoring", "likelihood", "--vocab", "annotations"], model
+    )
+    assert rc == 0
+    assert [c["rank"] for c in model.calls] == [10, 9]  # one call per image record, all regions
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    big = masks.reshape(len(masks), -1).sum(1) >= 400
+    vocab = sorted(set(names))  # 'annotations': the file's own names, sorted
+    assert all(p["scoring"] == "likelihood" and len(p["top5"]) == min(5, len(vocab)) for p in preds)
+    # small regions are ranked uniformly: their top-1 is the first class, right only for it
+    right = [b or n == vocab[0] for b, n in zip(big, names)]
+    got = _metrics(out)
+    assert got["top-1"] == pytest.approx(100 * np.mean(right))
+    assert got["top-5"] == pytest.approx(
+        100 * np.mean([b or n in vocab[:5] for b, n in zip(big, names)])
+    )
+    assert got["GT in vocabulary"] == 100.0 and got["objects"] == 19
+    assert got["S-IoU"] == pytest.approx(100 * np.mean(right))  # top-1 names are whole names
+    # a generated-answers file is never mixed with rankings
+    rc, _ = _main([*argv, "--model", "fake"], model)
+    assert rc == 2
+
+
+def test_likelihood_and_generated_records_are_not_mixed(tmp_path, voc_objects, capsys):
+    rgb, masks, names = voc_objects
+    ann, images = _lvis_data(tmp_path, rgb, masks, names)
+    out = tmp_path / "run"
+    argv = ["lvis", "--annotations", str(ann), "--images", str(images), "--out", str(out)]
+    assert _main([*argv, "--model", "fake", "--limit", "1"], FakeRegionModel(masks, names))[0] == 0
+    rc, _ = _main(
+        [*argv, "--model", "fake", "--limit", "1", "--scoring", "likelihood",
+         "--predictions", str(out / "predictions.jsonl")],
+        FakeRegionModel(masks, names),
+    )  # fmt: skip
+    assert rc == 2 and "holds generate answers" in capsys.readouterr().err
+
+
+@needs_minilm
+def test_cityscapes_likelihood_perfect_ranking(tmp_path, voc_objects):
+    rgb, masks, names = voc_objects
+    root = tmp_path / "datasets"
+    city = root / "cityscapes"
+    img_dir = city / "leftImg8bit" / "val" / "frankfurt"
+    img_dir.mkdir(parents=True)
+    Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
+    pan, segments, wall = _panoptic(masks, names, CITY, 0, CITY_IDS)
+    cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
+    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
+                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
+                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    model = _fake_for(masks, names, CITY, wall, "road", min_area=0)
+    out = tmp_path / "run"
+    rc, _ = _main(
+        ["cityscapes", "--data-root", str(root), "--model", "fake", "--out", str(out),
+         "--scoring", "likelihood"], model,
+    )  # fmt: skip
+    assert rc == 0 and model.calls == [{"rank": 20, "vocabulary": "cityscapes"}]
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 20 and all(len(p["probs"]) == 19 for p in preds)
+    got = _metrics(out)
+    assert got["PQ"] == pytest.approx(100.0) and got["mIoU"] == pytest.approx(100.0)
+    assert got["top-1"] == 100.0 and got["top-5"] == 100.0

