@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,7 +40,14 @@ VOCABULARIES = [
     ("COCO (80)", "coco"), ("LVIS (1,203)", "lvis"), ("ADE20K (150)", "ade20k"),
     ("Cityscapes (19)", "cityscapes"), ("PACO parts (531)", "paco"), ("Custom (below)", "custom"),
 ]  # fmt: skip
-UNTRAINED = "**Development mode: tiny random models. The masks and answers are meaningless.**"
+CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: (every s, files older than s)
+IDLE_SESSION_S = 7200
+# The tiny SAM is untrained: at SAM's thresholds (0.88 / 0.95) "segment everything" keeps nothing.
+TINY_EVERYTHING = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+UNTRAINED = (
+    "**Development mode: tiny random models. The masks and answers are meaningless** (and "
+    "'Segment everything' keeps every mask: its thresholds are 0 for the untrained SAM)."
+)
 INTRO = (
     "## Osprey — point and describe\nUpload an image, click on an object (SAM makes the mask), "
     "add it as a region, then ask for its category or a description, or chat about several "
@@ -67,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--max-file-size", default=env("OSPREY_MAX_FILE_SIZE", "50mb"),
+                   help="largest upload the server accepts, e.g. 50mb (env OSPREY_MAX_FILE_SIZE)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=1, help="requests on the models at once")
     p.add_argument("--queue-size", type=int, default=64,
                    help="waiting requests before new ones are refused")  # fmt: skip
@@ -92,7 +102,10 @@ def build_service(args: argparse.Namespace):
         osp = Osprey.tiny()
         if compile_:
             osp.enable_static_decoding()
-        return RegionChat(osp, SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48))
+        return RegionChat(
+            osp, SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48),
+            everything=TINY_EVERYTHING,
+        )  # fmt: skip
     ckpt = checkpoints_dir(args)
     sam = SamBridge.from_pretrained(
         args.sam_model_type, args.sam_checkpoint, ckpt, device=args.device,
@@ -116,9 +129,18 @@ def build_demo(service):
     from osprey.api import Endpoints
     from osprey.session import Session
 
-    with gr.Blocks(title="Osprey: point and describe") as demo:
-        ui = _layout(service, gr.State(Session()))  # deep-copied for each visitor
-        _wire(ui, service)
+    visitors = Visitors(service)
+    # Gradio's cache (uploads, drawn images, exports): files older than an hour go, checked every
+    # ten minutes; a visitor's session is freed when the tab closes, or after two idle hours.
+    with gr.Blocks(title="Osprey: point and describe", delete_cache=CACHE_CLEANUP) as demo:
+        state = gr.State(Session(), time_to_live=IDLE_SESSION_S, delete_callback=visitors.forget)
+        ui = _layout(service, state)  # the Session is deep-copied for each visitor
+        _wire(ui, service, visitors)
+
+        def on_leave(request: gr.Request):
+            visitors.left(request)
+
+        demo.unload(on_leave)
         api = Endpoints(service)
         for name in Endpoints.NAMES:
             gr.api(guarded(GPU(getattr(api, name))), api_name=name)
@@ -135,7 +157,8 @@ def _layout(service, state) -> SimpleNamespace:
         gr.Markdown(UNTRAINED, elem_id="untrained")
     with gr.Row():
         with gr.Column(scale=3):
-            ui.canvas = gr.Image(label="Image (click to segment)", type="numpy",
+            # type="filepath": the app decodes uploads itself (size checked from the header first)
+            ui.canvas = gr.Image(label="Image (click to segment)", type="filepath",
                                  sources=["upload", "clipboard"], elem_id="canvas")  # fmt: skip
             ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode")
             with gr.Row():
@@ -145,8 +168,9 @@ def _layout(service, state) -> SimpleNamespace:
                 ui.describe_all = gr.Button("Describe all", elem_id="describe-all")
             ui.candidates = gr.Gallery(label="SAM candidates (click one: part vs whole)", columns=3,
                                        height=160, allow_preview=False, elem_id="candidates")  # fmt: skip
-            gr.Examples(EXAMPLES, inputs=ui.canvas, label="Examples",
-                        example_labels=[Path(p).stem for p in EXAMPLES])  # fmt: skip
+            ui.examples = gr.Dataset(components=["image"], samples=[[p] for p in EXAMPLES],
+                                     sample_labels=[Path(p).stem for p in EXAMPLES], type="index",
+                                     label="Examples (click one to open it)", elem_id="examples")  # fmt: skip
             ui.status = gr.Markdown(elem_id="status")
         with gr.Column(scale=2):
             _chat_column(ui)
@@ -271,7 +295,7 @@ def guarded(fn):
     return run
 
 
-def _wire(ui: SimpleNamespace, service) -> None:
+def _wire(ui: SimpleNamespace, service, visitors) -> None:
     """Connect every event to one service call and a redraw."""
     import gradio as gr
 
@@ -295,12 +319,18 @@ def _wire(ui: SimpleNamespace, service) -> None:
             return view(s, service.pick_auto(s, x, y))
         return view(s, service.click(s, x, y, mode))
 
-    ui.canvas.upload(
-        edit(service.open_image),
-        [ui.state, ui.canvas],
-        outs,
-        **private,
-    )
+    @guarded
+    def on_upload(s, path, request: gr.Request):
+        visitors.opened(s, service.open_image(s, path), request)
+        return view(s)
+
+    @guarded
+    def on_example(s, evt: gr.SelectData, request: gr.Request):
+        visitors.opened(s, service.open_image(s, EXAMPLES[evt.index]), request)
+        return view(s)
+
+    ui.canvas.upload(on_upload, [ui.state, ui.canvas], outs, **private)
+    ui.examples.select(on_example, [ui.state], outs, **private)
     ui.canvas.select(on_click, [ui.mode, ui.state], outs, **private)
 
     @guarded
@@ -338,18 +368,36 @@ def _wire(ui: SimpleNamespace, service) -> None:
     ui.question.submit(**send)
     ui.stop.click(lambda s: service.stop(s), [ui.state], None, queue=False, **private)
     ui.everything.click(_everything_handler(service), [ui.state], outs, **private)
-    ui.top5.click(
-        _top5_handler(service), [ui.selected, ui.chat, ui.vocab, ui.custom_vocab, ui.state],
-        [ui.chat, ui.tops, *outs], **private,
-    )  # fmt: skip
-    ui.describe_all.click(
-        _describe_all_handler(service), [ui.state, ui.label_all, ui.vocab, ui.custom_vocab],
-        [ui.auto_table, *outs], **private,
-    )  # fmt: skip
+    _wire_labels(ui, service, outs, private)
     ui.export_json.click(guarded(lambda s: _write("regions.json", json.dumps(service.export(s), indent=2))),
                          [ui.state], ui.export_file, **private)  # fmt: skip
     ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
                         [ui.state], ui.export_file, **private)  # fmt: skip
+
+
+class Visitors:
+    """Which session belongs to which browser tab, so that a tab that closes frees its session at
+    once (Gradio itself keeps a closed tab's state for an hour)."""
+
+    def __init__(self, service):
+        self.service = service
+        self._sessions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def opened(self, s, _handle, request) -> None:
+        if request is not None and request.session_hash:
+            self._sessions[request.session_hash] = s
+
+    def left(self, request) -> None:
+        s = self._sessions.pop(request.session_hash, None) if request is not None else None
+        if s is not None:
+            self.service.close(s)
+
+    def forget(self, s) -> None:
+        """gr.State's delete callback (an idle session expired)."""
+        self.service.close(s)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
 
 def _index(value) -> int:
@@ -404,17 +452,31 @@ def _everything_handler(service):
     return run
 
 
+def _wire_labels(ui: SimpleNamespace, service, outs: list, private: dict) -> None:
+    """Top-5 over the picked vocabulary, and describe-all (optionally labelled by it)."""
+    ui.top5.click(
+        _top5_handler(service), [ui.selected, ui.chat, ui.vocab, ui.custom_vocab, ui.state],
+        [ui.chat, ui.tops, *outs], **private,
+    )  # fmt: skip
+    ui.describe_all.click(
+        _describe_all_handler(service), [ui.state, ui.label_all, ui.vocab, ui.custom_vocab],
+        [ui.auto_table, *outs], **private,
+    )  # fmt: skip
+
+
 def _vocabulary(choice: str, custom: str) -> str:
     """The picker's vocabulary: a built-in name, or the custom text."""
     return custom if choice == "custom" else choice
 
 
 def _top5_handler(service):
+    from osprey import labels
+
     @guarded
     @GPU
     def run(selected, chat, choice, custom, s):
         indices = [_index(i) for i in selected or []]
-        tops = service.classify(s, _vocabulary(choice, custom), indices, top_k=5)
+        tops = labels.classify(service.osprey, s, _vocabulary(choice, custom), indices, top_k=5)
         for name, top in tops:
             text = " · ".join(f"{n} {p:.2f}" for n, p in top)
             chat = [*chat, {"role": "user", "content": f"Top-5 of {name}"},
@@ -425,10 +487,15 @@ def _top5_handler(service):
 
 
 def _describe_all_handler(service):
+    from osprey import labels
+
     @guarded
     @GPU
     def run(s, label, choice, custom):
-        rows = service.describe_all(s, vocabulary=_vocabulary(choice, custom) if label else None)
+        vocabulary = labels.user_vocabulary(_vocabulary(choice, custom)) if label else None
+        rows = service.describe_all(s)
+        if vocabulary is not None:
+            rows = labels.label_all(service.osprey, s, rows, vocabulary)
         table = [[r["mask"], r["category"], r["caption"], r["area"], r.get("label", ""),
                   r.get("prob", "")] for r in rows]  # fmt: skip
         return (table, *view(s))
@@ -446,18 +513,47 @@ def _write(name: str, data: str | bytes) -> str:
 # main
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Everything the options can get wrong, found before any download or model load: the
+    model's name, the device, the dtype; offline, every missing file at once."""
+    from osprey.devices import parse_dtype, resolve_device
+    from osprey.errors import CheckpointNotFound
+    from osprey.hub import DEFAULT_CHECKPOINTS, check_model_name, missing_downloads
+    from osprey.options import checkpoints_dir, model_name
+    from sam_bridge.checkpoints import checkpoint_path
+
+    if args.tiny:
+        return
+    check_model_name(model_name(args))
+    resolve_device(args.device)
+    parse_dtype(args.dtype)
+    if not args.offline:
+        return
+    ckpt = checkpoints_dir(args) or DEFAULT_CHECKPOINTS
+    missing = missing_downloads(model_name(args), ckpt)
+    sam = (
+        Path(args.sam_checkpoint)
+        if args.sam_checkpoint
+        else checkpoint_path(args.sam_model_type, ckpt)
+    )
+    if not sam.is_file():
+        fetch = (
+            f"python -m sam_bridge download --model-type {args.sam_model_type} --checkpoints {ckpt}"
+        )
+        missing.append((f"SAM {args.sam_model_type} ({sam})", fetch))
+    if missing:
+        lines = "\n".join(f"  {what}: {fetch}" for what, fetch in missing)
+        raise CheckpointNotFound(f"offline, and these weights are missing (fetch them where the "
+                                 f"network is reachable):\n{lines}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from osprey.errors import CheckpointError
-
-    try:
-        service = build_service(args)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_options(args)
+    service = build_service(args)
     demo = build_demo(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    launch = {"share": args.share}
+    launch = {"share": args.share, "max_file_size": args.max_file_size}
     if args.host:
         launch["server_name"] = args.host
     if args.port:
@@ -467,4 +563,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from osprey.options import run
+
+    sys.exit(run(main))

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from osprey.errors import UsageError
 from osprey.options import (
     checkpoints_dir,
     device_options,
@@ -22,8 +23,14 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from osprey.masks import load_mask_png
     from osprey.pipeline import Generation, Osprey
 
+    if not args.mask and not args.question:
+        raise UsageError(
+            "describe needs regions: give --mask MASK.png (one per region, repeatable), or ask "
+            "about the whole image with --question TEXT"
+        )
     image = load_image(args.image)
     masks = [load_mask_png(m) for m in args.mask]
+    _check_before_loading(args, image, masks)
     osp = Osprey.from_pretrained(
         model_name(args), device=args.device, dtype=args.dtype,
         checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
@@ -44,6 +51,19 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_before_loading(args: argparse.Namespace, image, masks) -> None:
+    """Everything that can be wrong with the inputs and options, found before seconds (or
+    minutes) of model loading: the model's name, the device, the dtype, each mask's size."""
+    from osprey.devices import parse_dtype, resolve_device
+    from osprey.hub import check_model_name
+    from osprey.processor import prepare_masks
+
+    check_model_name(model_name(args))
+    resolve_device(args.device)
+    parse_dtype(args.dtype)
+    prepare_masks(masks, image.shape[0], image.shape[1])
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     import json
 
@@ -52,9 +72,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from osprey.pipeline import Osprey
     from osprey.vocabulary import resolve
 
+    vocabulary = resolve(args.vocab, files=True)
     image = load_image(args.image)
     masks = [load_mask_png(m) for m in args.mask]
-    vocabulary = resolve(args.vocab, files=True)
+    _check_before_loading(args, image, masks)
     osp = Osprey.from_pretrained(
         model_name(args), device=args.device, dtype=args.dtype,
         checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
@@ -84,11 +105,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     elif (Path(args.model) / OUR_CONFIG).is_file():
         config = OspreyConfig.load(Path(args.model) / OUR_CONFIG)
     else:
-        print(
-            f"unknown model {args.model!r}; known: {sorted(REGISTRY)} or a directory with {OUR_CONFIG}",
-            file=sys.stderr,
+        raise UsageError(
+            f"unknown model {args.model!r}; known: {sorted(REGISTRY)} or a folder with {OUR_CONFIG}"
         )
-        return 2
     shapes = original_key_shapes(config)
     if args.keys == "original":
         for name, shape in shapes.items():
@@ -213,5 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The ``osprey`` console script (``pip install`` puts it on the PATH)."""
     sys.exit(run(main))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -2,7 +2,15 @@
 
 import sys
 
+from osprey.options import run
+
 from .cli import main
 
+
+def entry_point() -> None:
+    """The ``osprey-eval`` console script."""
+    sys.exit(run(main))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

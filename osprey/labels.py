@@ -1,0 +1,78 @@
+"""Top-k classes in the app: for a session's regions (or its whole image) and as labels of the
+"segment everything" masks. The app's side of :mod:`osprey.classify`, beside
+:class:`~osprey.service.RegionChat` (the same shared model, the same per-user :class:`Session`
+data): each operation changes the session and returns data, or raises :class:`ServiceError` with
+a message for the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from osprey import vocabulary as vocab
+from osprey.conversation import ContextLengthError
+from osprey.errors import ServiceError
+from osprey.pipeline import Osprey
+from osprey.processor import RegionError
+from osprey.prompting import need_image
+from osprey.session import Session, display_name, model_name
+
+MAX_TOP_K = 50
+
+
+def user_vocabulary(spec: str | vocab.Vocabulary | None) -> vocab.Vocabulary:
+    """A vocabulary a user typed or picked: a built-in name or comma-separated names, never a
+    path on the server. :class:`ServiceError` says what is wrong with it."""
+    try:
+        return vocab.resolve(spec or "")
+    except vocab.VocabularyError as exc:
+        raise ServiceError(f"Vocabulary: {exc}.") from exc
+
+
+def classify(
+    osprey: Osprey, session: Session, vocabulary: str | vocab.Vocabulary,
+    indices: Sequence[int] | None = None, top_k: int = 5,
+) -> list[tuple[str, list[tuple[str, float]]]]:  # fmt: skip
+    """The ``top_k`` classes of ``vocabulary`` with their probabilities for the chosen regions
+    (default: all; kept on the regions for the export) or, with no region, for the whole image.
+    Returns (display name, top list) pairs: ``region2 (dog)``, or ``the image``."""
+    handle = need_image(session)
+    v = user_vocabulary(vocabulary)
+    if not 1 <= int(top_k) <= MAX_TOP_K:
+        raise ServiceError(f"top_k must be between 1 and {MAX_TOP_K}.")
+    if not session.regions:
+        return [("the image", _run(lambda: osprey.classify(handle, None, v, int(top_k)))[0])]
+    indices = list(range(len(session.regions))) if not indices else list(indices)
+    for i in indices:
+        if not 0 <= i < len(session.regions):
+            raise ServiceError(f"There is no {model_name(i)}.")
+    masks = [session.regions[i].mask for i in indices]
+    tops = _run(lambda: osprey.classify(handle, masks, v, int(top_k)))
+    for i, top in zip(indices, tops):
+        session.update_region(i, top=tuple(top), vocabulary=v.name)
+    return [(display_name(i, session.regions[i].label), t) for i, t in zip(indices, tops)]
+
+
+def label_all(
+    osprey: Osprey, session: Session, rows: list[dict[str, Any]], vocabulary: str | vocab.Vocabulary
+) -> list[dict[str, Any]]:
+    """Add to each "describe all" row (``mask`` numbers the session's "everything" masks from 1)
+    its mask's most probable class of ``vocabulary`` (``label``, ``prob``), which then labels
+    the overlay (``3:dog 0.71``)."""
+    handle = need_image(session)
+    v = user_vocabulary(vocabulary)
+    masks = [session.auto[r["mask"] - 1].mask for r in rows]
+    tops = _run(lambda: osprey.classify(handle, masks, v, 1)) if masks else []
+    for row, ((name, prob),) in zip(rows, tops):
+        row.update(label=name, prob=round(prob, 4), vocabulary=v.name)
+    session.auto_labels = [f"{r['label']} {r['prob']:.2f}" for r in rows]
+    return rows
+
+
+def _run(fn):
+    """Run ``fn``; region and context errors become :class:`ServiceError`."""
+    try:
+        return fn()
+    except (RegionError, ContextLengthError) as exc:
+        raise ServiceError(str(exc)) from exc
