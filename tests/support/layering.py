@@ -12,9 +12,9 @@ Layers, bottom to top:
   ``osprey.processor`` / ``osprey.checkpoint``, then ``osprey.features`` / ``osprey.generation``
   / ``osprey.loading``, then ``osprey.classify`` (over the generator), then the facade
   ``osprey.pipeline``;
-* the app: ``osprey.session`` (data) <- ``osprey.viz`` (drawing) <- ``osprey.service`` <-
-  ``osprey.api`` <- ``app``. Only ``app`` composes SAM and Osprey; only ``app`` and
-  ``osprey.api`` import gradio;
+* the app: ``osprey.session`` (data) <- ``osprey.viz`` (drawing) <- ``osprey.service`` (and
+  beside it ``osprey.labels``, top-k classes) <- ``osprey.api`` <- ``app``. Only ``app``
+  composes SAM and Osprey; only ``app`` and ``osprey.api`` import gradio;
 * leaves: ``osprey.train``, ``osprey.eval``, ``osprey.datagen`` (nothing imports them).
 """
 
@@ -29,7 +29,9 @@ UTILITIES = [
     "osprey.vocabulary",
 ]  # fmt: skip
 BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
-APP_LAYER = ["osprey.session", "osprey.viz", "osprey.service", "osprey.api", "app"]
+APP_LAYER = [
+    "osprey.session", "osprey.viz", "osprey.service", "osprey.labels", "osprey.api", "app",
+]  # fmt: skip
 INFERENCE = [
     "osprey.features", "osprey.generation", "osprey.classify", "osprey.loading", "osprey.pipeline",
 ]  # fmt: skip
@@ -76,7 +78,8 @@ FORBIDDEN: dict[str, list[str]] = {
         "torch",
     ],
     "osprey.viz": ["osprey.model", "osprey.pipeline", "osprey.service", "osprey.api", "torch"],
-    "osprey.service": ["osprey.api", "app", "gradio"],
+    "osprey.service": ["osprey.api", "osprey.labels", "app", "gradio"],
+    "osprey.labels": ["osprey.service", "osprey.api", "app", "gradio", "sam_bridge"],
     "osprey.api": ["app"],
     "osprey.data": ["osprey.train"],
 }
