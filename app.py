@@ -378,6 +378,10 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
     ui.stop.click(lambda s: service.stop(s), [ui.state], None, queue=False, **private)
     ui.everything.click(_everything_handler(service), [ui.state], outs, **private)
     _wire_labels(ui, service, outs, private)
+    _wire_exports(ui, service, private)
+
+
+def _wire_exports(ui: SimpleNamespace, service, private: dict) -> None:
     ui.export_json.click(guarded(lambda s: _write("regions.json", json.dumps(service.export(s), indent=2))),
                          [ui.state], ui.export_file, **private)  # fmt: skip
     ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
