@@ -21,7 +21,7 @@ from osprey.options import (
 def cmd_describe(args: argparse.Namespace) -> int:
     from osprey.images import load_image
     from osprey.masks import load_mask_png
-    from osprey.pipeline import Generation, Osprey
+    from osprey.pipeline import Generation
 
     if not args.mask and not args.question:
         raise UsageError(
@@ -31,13 +31,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     masks = [load_mask_png(m) for m in args.mask]
     _check_before_loading(args, image, masks)
-    osp = Osprey.from_pretrained(
-        model_name(args), device=args.device, dtype=args.dtype,
-        checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
-        quantize=args.quantize,
-    )  # fmt: skip
-    if osp.untrained:
-        print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
+    osp = _load_model(args)
     gen = (
         Generation.paper(args.seed, args.max_new_tokens)
         if args.paper_sampling
@@ -49,6 +43,21 @@ def cmd_describe(args: argparse.Namespace) -> int:
     for i, text in enumerate(osp.describe(image, masks, args.task, gen=gen)):
         print(f"region{i + 1}: {text}" if len(masks) > 1 else text)
     return 0
+
+
+def _load_model(args: argparse.Namespace):
+    """The model the options name (after :func:`_check_before_loading`); says so when it is the
+    untrained tiny one."""
+    from osprey.pipeline import Osprey
+
+    osp = Osprey.from_pretrained(
+        model_name(args), device=args.device, dtype=args.dtype,
+        checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
+        quantize=args.quantize,
+    )  # fmt: skip
+    if osp.untrained:
+        print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
+    return osp
 
 
 def _check_before_loading(args: argparse.Namespace, image, masks) -> None:
@@ -69,20 +78,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     from osprey.images import load_image
     from osprey.masks import load_mask_png
-    from osprey.pipeline import Osprey
     from osprey.vocabulary import resolve
 
     vocabulary = resolve(args.vocab, files=True)
     image = load_image(args.image)
     masks = [load_mask_png(m) for m in args.mask]
     _check_before_loading(args, image, masks)
-    osp = Osprey.from_pretrained(
-        model_name(args), device=args.device, dtype=args.dtype,
-        checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
-        quantize=args.quantize,
-    )  # fmt: skip
-    if osp.untrained:
-        print("[tiny-random: untrained weights, the answers are meaningless]", file=sys.stderr)
+    osp = _load_model(args)
     tops = osp.classify(image, masks or None, vocabulary, args.top_k)
     if args.json:
         print(json.dumps([[{"name": n, "prob": p} for n, p in top] for top in tops]))

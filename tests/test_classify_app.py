@@ -14,20 +14,13 @@ from osprey import labels
 from osprey.service import ServiceError, Session
 from osprey.vocabulary import builtin
 from tests.support.servers import serving
+from tests.test_service import _with_regions
 
 REPO = app.REPO
 
 
-def _session(service, voc, n):
-    s = Session()
-    service.open_image(s, voc["rgb"])
-    for i in range(n):
-        service.add_mask(s, voc["masks"][i])
-    return s
-
-
 def test_service_top_k_per_region_kept_and_exported(tiny_service, voc):
-    s = _session(tiny_service, voc, 3)
+    s = _with_regions(tiny_service, voc, 3)
     out = labels.classify(tiny_service.osprey, s, "coco", [0, 2], top_k=4)
     assert [name for name, _ in out] == ["region1", "region3"]
     for _, top in out:
@@ -41,7 +34,7 @@ def test_service_top_k_per_region_kept_and_exported(tiny_service, voc):
 
 
 def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
-    s = _session(tiny_service, voc, 0)
+    s = _with_regions(tiny_service, voc, 0)
     ((name, top),) = labels.classify(tiny_service.osprey, s, "dog, cat, sofa, person", top_k=2)
     assert name == "the image" and len(top) == 2
     assert {n for n, _ in top} <= {"dog", "cat", "sofa", "person"}
@@ -59,7 +52,7 @@ def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
     ],
 )
 def test_service_bad_input_gets_a_clear_message(tiny_service, voc, vocabulary, top_k, message):
-    s = _session(tiny_service, voc, 1)
+    s = _with_regions(tiny_service, voc, 1)
     with pytest.raises(ServiceError, match=message):
         labels.classify(tiny_service.osprey, s, vocabulary, top_k=top_k)
 

