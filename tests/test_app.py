@@ -170,7 +170,7 @@ def test_nothing_fits_is_one_clear_line():
     from osprey.errors import UsageError
     from osprey.hardware import plan
 
-    with pytest.raises(UsageError, match="does not fit here: 6.0 GiB free on cpu"):
+    with pytest.raises(UsageError, match=r"does not fit here: 6\.0 GiB free on cpu"):
         plan("cpu", "auto", "vit_b", available=6.0)
 
 

@@ -55,7 +55,7 @@ def test_sessions_stream_together_and_keep_their_own_data(batched_app, photos, t
     results: dict[int, tuple] = {}
 
     def session(i: int) -> None:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
         client.predict(handle_file(str(photos[i])), api_name="/session_open")
         client.predict(120, 100, "positive", api_name="/session_click")
         client.predict(api_name="/session_add")

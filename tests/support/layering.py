@@ -59,7 +59,7 @@ FORBIDDEN: dict[str, list[str]] = {
         "osprey.loading",
         "osprey.pipeline",
         *APP_LAYER,
-    ],  # fmt: skip
+    ],
     "osprey.hardware": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
     "osprey.pipeline": APP_LAYER,
     "osprey.session": [
