@@ -108,3 +108,11 @@ def test_admission_reports_the_line_and_refuses_beyond_it():
     assert list(waiting) == []  # admitted
     gate.leave()
     assert gate.active == 0 and gate.waiting == 0
+
+
+def test_describe_batch_decodes_every_region_of_every_image_together(plain, batched, voc):
+    images = _images(voc, 2)
+    items = [(images[0], voc["masks"][:2]), (images[1], voc["masks"][2:5])]
+    expected = [plain.describe(img, m, "category", G, batched=False) for img, m in items]
+    assert batched.describe_batch(items, "category", G) == expected
+    assert plain.describe_batch(items, "category", G) == expected  # the per-image path
