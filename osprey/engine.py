@@ -244,13 +244,14 @@ class Request:
                 if new:
                     yield new
         finally:
-            self.done = True
+            if not self.done:  # abandoned (or cancelled): the engine must not go on for nobody
+                self.engine.manager.cancel_request(self.id)
+                self.done = True
             self.engine._finish(self)
 
     def cancel(self) -> None:
-        """End this request only (Stop, or a client that went away)."""
+        """End this request only (Stop, or a client that went away): its iteration ends."""
         if not self.done:
-            self.engine.manager.cancel_request(self.id)
             self.outputs.put(_CANCELLED)
 
 
