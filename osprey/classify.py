@@ -58,6 +58,11 @@ def category_message(whole_image: bool) -> str:
     return conv.image_message(IMAGE_QUESTION) if whole_image else conv.task_message("category")
 
 
+def answer_turn(message: str, name: str) -> conv.Turn:
+    """``message`` answered with ``name``: user text, so it never forms a control token."""
+    return conv.Turn(message, conv.user_text(name))
+
+
 # ---------------------------------------------------------------------------------------------
 # the vocabulary as a token trie
 
@@ -118,7 +123,7 @@ class Candidates:
 def tokenize_candidates(encode: Encoder, message: str, names: Sequence[str]) -> Candidates:
     """Tokenise every name as the answer to ``message`` with ``encode`` (``conversation.encode``
     bound to the model's tokenizer and template): its ids, and its labels for what is scored."""
-    encoded = [encode([conv.Turn(message, name)]) for name in names]
+    encoded = [encode([answer_turn(message, name)]) for name in names]
     if not encoded:
         raise ClassifyError("the vocabulary is empty")
     firsts = [next(i for i, lab in enumerate(e.labels) if lab != C.IGNORE_INDEX) for e in encoded]
@@ -233,7 +238,9 @@ def reference_scores(
     out = []
     for name in names:
         with torch.inference_mode():
-            out.append(_reference_score(model, encode([conv.Turn(message, name)]), feats, regions))
+            out.append(
+                _reference_score(model, encode([answer_turn(message, name)]), feats, regions)
+            )
     return torch.stack(out).cpu()
 
 

@@ -33,7 +33,8 @@ APP_LAYER = [
     "osprey.session", "osprey.viz", "osprey.service", "osprey.labels", "osprey.api", "app",
 ]  # fmt: skip
 INFERENCE = [
-    "osprey.features", "osprey.generation", "osprey.classify", "osprey.loading", "osprey.pipeline",
+    "osprey.features", "osprey.generation", "osprey.engine", "osprey.classify", "osprey.loading",
+    "osprey.pipeline",
 ]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
@@ -68,6 +69,15 @@ FORBIDDEN: dict[str, list[str]] = {
     ],
     "osprey.classify": ["osprey.features", "osprey.loading", "osprey.pipeline", *APP_LAYER],
     "osprey.loading": ["osprey.features", "osprey.generation", "osprey.pipeline", *APP_LAYER],
+    "osprey.engine": [
+        "osprey.features",
+        "osprey.generation",
+        "osprey.classify",
+        "osprey.loading",
+        "osprey.pipeline",
+        *APP_LAYER,
+    ],
+    "osprey.hardware": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
     "osprey.pipeline": APP_LAYER,
     "osprey.session": [
         "osprey.model",
