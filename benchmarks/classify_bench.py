@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from osprey import classify as cl
 from osprey import conversation as conv
 from osprey.devices import resolve_device, resolve_dtype
+from osprey.generation import cached_prefix
 from osprey.pipeline import Osprey
 from osprey.shared_prefix import shared_prefix_attention_on
 from osprey.vocabulary import resolve
@@ -74,7 +75,7 @@ def per_name_shared_prefix(osp: Osprey, image, mask: np.ndarray, names) -> torch
     first = ctx.index(model.config.mask_token_id)
     region = [torch.from_numpy(mask)[None]]
     out = []
-    with g.context(), g.shared_prefix(handle.key, feats, ctx[:first]) as shared:
+    with g.context(), cached_prefix(g, handle.key, feats, ctx[:first]) as shared:
         for name in names:
             enc = osp._encoded([conv.Turn(cl.category_message(False), name)])
             ids = torch.tensor([enc.input_ids], device=model.device)

@@ -36,7 +36,7 @@ from osprey import conversation as conv
 from osprey import prompts as P
 from osprey.cache import LRUCache
 from osprey.errors import OspreyError
-from osprey.generation import Generator
+from osprey.generation import Generator, cached_prefix
 from osprey.model.osprey import ImageFeatures
 from osprey.shared_prefix import SharedPrefix, shared_prefix_attention_on
 from osprey.vocabulary import Vocabulary
@@ -316,7 +316,7 @@ class Classifier:
         regions = [masks[:0]] if whole else [m[None] for m in masks]
         g, model = self.generator, self.generator.model
         out = []
-        with g.context(), g.shared_prefix(key, feats, ctx[:first]) as shared:
+        with g.context(), cached_prefix(g, key, feats, ctx[:first]) as shared:
             step = g.rows_per_batch(self.row_bytes(first, len(ctx) - first, cands.trie))
             self.last_batch_rows = min(step, len(regions))
             for a in range(0, len(regions), step):

@@ -260,7 +260,7 @@ class Generator:
         budget = self.budget(gen, len(ids))
         choose = token_chooser(gen.do_sample, gen.temperature, gen.top_p)
         results: list[list[int]] = []
-        with self.context(gen.seed), self.shared_prefix(key, feats, ids[:first]) as shared:
+        with self.context(gen.seed), cached_prefix(self, key, feats, ids[:first]) as shared:
             elem = model.llm.get_input_embeddings().weight.element_size()
             step = self.rows_per_batch(
                 row_bytes(model.llm.config, elem, first, len(ids) - first, budget)
@@ -277,29 +277,6 @@ class Generator:
                 )  # fmt: skip
                 self.prefix.prefilled_tokens += rows * (len(ids) - first)
         return results
-
-    @contextlib.contextmanager
-    def shared_prefix(
-        self, key: str, feats: ImageFeatures, ids: list[int]
-    ) -> Iterator[SharedPrefix]:
-        """The KV of the prompt prefix ``ids`` (no region placeholder in it) on image ``key``,
-        taken from the prefix cache (prefilling only what it lacks) and stored back on exit, as one
-        batch-1 :class:`SharedPrefix` for rows to attend to. Use under :meth:`context`."""
-        from transformers import DynamicCache
-
-        model, cfg = self.model, self.model.config
-        sig = signature(ids, key, [], cfg.mask_token_id, cfg.pos_token_id)
-        base, reused = self.prefix.take(key, [*sig, None], limit=len(ids))
-        base = base if base is not None else DynamicCache(config=model.llm.config)
-        if reused < len(ids):
-            prefix_ids = torch.tensor([ids], device=model.device)
-            no_regions = torch.zeros(0, 1, 1, dtype=torch.bool)
-            embeds = model.prepare_inputs(prefix_ids, [feats], [no_regions])
-            model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
-        self.prefix.reused_tokens += reused
-        self.prefix.prefilled_tokens += len(ids) - reused
-        yield SharedPrefix.from_cache(base)
-        self.prefix.put(key, sig, base)
 
     def rows_per_batch(self, row: int) -> int:
         """Regions decoded together: ``batch_size``, or with ``"auto"`` as many rows of ``row``
@@ -339,6 +316,35 @@ class Generator:
         return signature(
             ids, key, [mask_digest(m) for m in masks], cfg.mask_token_id, cfg.pos_token_id
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# one prompt prefix, shared by rows
+
+
+@contextlib.contextmanager
+def cached_prefix(
+    generator: Generator, key: str, feats: ImageFeatures, ids: list[int]
+) -> Iterator[SharedPrefix]:
+    """The KV of the prompt prefix ``ids`` (no region placeholder in it) on image ``key``, taken
+    from ``generator``'s prefix cache (prefilling only what it lacks) and stored back on exit, as
+    one batch-1 :class:`SharedPrefix` for rows to attend to (describe batches, vocabulary
+    scoring). Use under :meth:`Generator.context`."""
+    from transformers import DynamicCache
+
+    model, cfg, cache = generator.model, generator.model.config, generator.prefix
+    sig = signature(ids, key, [], cfg.mask_token_id, cfg.pos_token_id)
+    base, reused = cache.take(key, [*sig, None], limit=len(ids))
+    base = base if base is not None else DynamicCache(config=model.llm.config)
+    if reused < len(ids):
+        prefix_ids = torch.tensor([ids], device=model.device)
+        no_regions = torch.zeros(0, 1, 1, dtype=torch.bool)
+        embeds = model.prepare_inputs(prefix_ids, [feats], [no_regions])
+        model.llm(inputs_embeds=embeds[:, reused:], cache=base, use_cache=True)
+    cache.reused_tokens += reused
+    cache.prefilled_tokens += len(ids) - reused
+    yield SharedPrefix.from_cache(base)
+    cache.put(key, sig, base)
 
 
 # ---------------------------------------------------------------------------------------------
