@@ -125,23 +125,25 @@ def _layout(service, state) -> SimpleNamespace:
     """Every component, in page order."""
     import gradio as gr
 
-    ui = SimpleNamespace(state=state)
+    from osprey.canvas import Canvas
+    from osprey.page import Page
+
+    ui = SimpleNamespace(state=state, page=Page(service.masks))
     gr.Markdown(INTRO)
     if service.untrained:
         gr.Markdown(UNTRAINED, elem_id="untrained")
     with gr.Row():
         with gr.Column(scale=3):
-            ui.canvas = gr.Image(label="Image (click to segment)", type="numpy",
-                                 sources=["upload", "clipboard"], elem_id="canvas")  # fmt: skip
+            ui.upload = gr.Image(label="Image", type="numpy", sources=["upload", "clipboard"],
+                                 height=160, elem_id="upload")  # fmt: skip
+            ui.canvas = Canvas(ui.page, elem_id="canvas")
             ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode")
             with gr.Row():
                 ui.add = gr.Button("Add region", variant="primary", elem_id="add")
                 ui.clear_clicks = gr.Button("Clear clicks", elem_id="clear-clicks")
                 ui.everything = gr.Button("Segment everything", elem_id="everything")
                 ui.describe_all = gr.Button("Describe all", elem_id="describe-all")
-            ui.candidates = gr.Gallery(label="SAM candidates (click one: part vs whole)", columns=3,
-                                       height=160, allow_preview=False, elem_id="candidates")  # fmt: skip
-            gr.Examples(EXAMPLES, inputs=ui.canvas, label="Examples",
+            gr.Examples(EXAMPLES, inputs=ui.upload, label="Examples",
                         example_labels=[Path(p).stem for p in EXAMPLES])  # fmt: skip
             ui.status = gr.Markdown(elem_id="status")
         with gr.Column(scale=2):
@@ -189,17 +191,16 @@ def _chat_column(ui: SimpleNamespace) -> None:
 
 
 def view(s, message: str = "") -> tuple:
-    """What the page shows of session ``s``: canvas, state, region table, region pickers (values
-    are region indices), SAM's candidates, and a message for the user."""
+    """What the page shows of session ``s``: the canvas (its page draws the session, see
+    osprey/page.py), state, region table, region pickers (values are region indices), and a
+    message for the user."""
     import gradio as gr
-
-    from osprey import viz
 
     rows = [[n, r.category, r.caption, r.area] for n, r in zip(s.names(), s.regions)]
     choices = [(n, i) for i, n in enumerate(s.names())]
     return (
-        viz.render(s), s, rows, gr.update(choices=choices, value=[]),
-        gr.update(choices=choices, value=None), viz.candidates(s), message,
+        s, s, rows, gr.update(choices=choices, value=[]),
+        gr.update(choices=choices, value=None), message,
     )  # fmt: skip
 
 
@@ -247,9 +248,8 @@ def guarded(fn):
 
 def _wire(ui: SimpleNamespace, service) -> None:
     """Connect every event to one service call and a redraw."""
-    import gradio as gr
 
-    outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.candidates, ui.status]
+    outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.status]
     private = {"api_visibility": "private"}
 
     def edit(action):
@@ -261,28 +261,7 @@ def _wire(ui: SimpleNamespace, service) -> None:
 
         return guarded(run)
 
-    @guarded
-    @GPU
-    def on_click(mode, s, evt: gr.SelectData):
-        x, y = evt.index
-        if mode.startswith("pick"):
-            return view(s, service.pick_auto(s, x, y))
-        return view(s, service.click(s, x, y, mode))
-
-    ui.canvas.upload(
-        edit(service.open_image),
-        [ui.state, ui.canvas],
-        outs,
-        **private,
-    )
-    ui.canvas.select(on_click, [ui.mode, ui.state], outs, **private)
-
-    @guarded
-    def on_candidate(s, evt: gr.SelectData):
-        return view(s, service.choose_candidate(s, evt.index))
-
-    ui.candidates.select(on_candidate, [ui.state], outs, **private)
-    ui.add.click(edit(service.add_region), [ui.state], outs, **private)
+    _wire_canvas(ui, service, edit, outs)
     ui.clear_clicks.click(edit(service.clear_prompt), [ui.state], outs, **private)
     ui.rename.click(
         edit(lambda s, i, name: service.rename(s, _index(i), name)),
@@ -319,6 +298,30 @@ def _wire(ui: SimpleNamespace, service) -> None:
                          [ui.state], ui.export_file, **private)  # fmt: skip
     ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
                         [ui.state], ui.export_file, **private)  # fmt: skip
+
+
+def _wire_canvas(ui: SimpleNamespace, service, edit, outs: list) -> None:
+    """The canvas page decodes clicks itself (osprey/page.py); the server replays its prompt when
+    a region is added, and decodes for the page when it cannot ('decode')."""
+    import gradio as gr
+
+    def open_image(s, image):  # an upload, a paste or an example; None: the image was removed
+        if image is None:
+            return s.reset()
+        service.open_image(s, image)
+
+    def add_from_page(s, value):
+        ui.page.apply(s, value)
+        service.add_region(s)
+
+    @guarded
+    @GPU
+    def decode(s, evt: gr.EventData):
+        return ui.page.preview(s, evt._data)
+
+    ui.upload.change(edit(open_image), [ui.state, ui.upload], outs, api_visibility="private")
+    ui.add.click(edit(add_from_page), [ui.state, ui.canvas], outs, api_visibility="private")
+    ui.canvas.decode(decode, [ui.state], [ui.canvas], api_visibility="private")
 
 
 def _index(value) -> int:
