@@ -125,7 +125,7 @@ def _layout(service, state) -> SimpleNamespace:
     """Every component, in page order."""
     import gradio as gr
 
-    from osprey.canvas import Canvas
+    from osprey.canvas import canvas
     from osprey.page import Page
 
     ui = SimpleNamespace(state=state, page=Page(service.masks))
@@ -136,8 +136,9 @@ def _layout(service, state) -> SimpleNamespace:
         with gr.Column(scale=3):
             ui.upload = gr.Image(label="Image", type="numpy", sources=["upload", "clipboard"],
                                  height=160, elem_id="upload")  # fmt: skip
-            ui.canvas = Canvas(ui.page, elem_id="canvas")
-            ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode")
+            ui.canvas = canvas(ui.page, elem_id="canvas")
+            ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode",
+                               interactive=True)  # read by the canvas page  # fmt: skip
             with gr.Row():
                 ui.add = gr.Button("Add region", variant="primary", elem_id="add")
                 ui.clear_clicks = gr.Button("Clear clicks", elem_id="clear-clicks")

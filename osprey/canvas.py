@@ -9,6 +9,7 @@ its prompt when it cannot run the decoder itself (:meth:`osprey.page.Page.previe
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +37,26 @@ def static_paths(page: Page) -> list[Path]:
     return [STATIC, page.assets.directory]
 
 
-class Canvas(gr.HTML):
-    """``gr.HTML`` whose value is a :class:`Session` (or :class:`PageView`) on the way out and
-    the page's JSON (with its prompt under ``page``) on the way in."""
+def canvas(page: Page, **kwargs: Any) -> gr.HTML:
+    """The canvas component: a ``gr.HTML`` whose value is a :class:`Session` (or
+    :class:`PageView`) on the way out, turned into the page's JSON view by ``page``, and the
+    page's JSON (its prompt under ``page``) on the way in. ``kwargs`` go to ``gr.HTML``."""
+    gr.set_static_paths(static_paths(page))
+    html = gr.HTML(
+        value=None,
+        html_template=TEMPLATE,
+        css_template=(STATIC / "canvas.css").read_text(),
+        js_on_load=(STATIC / "canvas.js").read_text(),
+        static_url=f"gradio_api/file={STATIC}",
+        **kwargs,
+    )
+    # Set on the instance, not by subclassing: Gradio writes a .pyi stub next to the source of
+    # every Component subclass when the class is created (an import-time write into the tree).
+    html.postprocess = functools.partial(_view, page)
+    return html
 
-    def __init__(self, page: Page, **kwargs: Any):
-        self._page = page  # not `self.page`: Gradio would put it in the page's config
-        gr.set_static_paths(static_paths(page))
-        super().__init__(
-            value=None,
-            html_template=TEMPLATE,
-            css_template=(STATIC / "canvas.css").read_text(),
-            js_on_load=(STATIC / "canvas.js").read_text(),
-            static_url=f"gradio_api/file={STATIC}",
-            **kwargs,
-        )
 
-    def postprocess(self, value: Session | PageView | dict | None) -> dict[str, Any] | None:  # type: ignore[override]
-        if isinstance(value, (Session, PageView)):
-            return self._page.view(value)
-        return value
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+def _view(page: Page, value: Session | PageView | dict | None) -> dict[str, Any] | None:
+    if isinstance(value, (Session, PageView)):
+        return page.view(value)
+    return value

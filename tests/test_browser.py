@@ -2,19 +2,17 @@
 upload a real photo, click it, see the overlay, ask for the category, see the streamed answer,
 add a second region, ask about both, export the JSON and check it decodes to the masks shown."""
 
-import itertools
 import json
-import shutil
 import urllib.request
 
 import numpy as np
 import pytest
 
 import app
+from tests.support.browser import CHROMIUM, browser_page, click, idle, upload
 from tests.support.servers import serving
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PHOTO = app.REPO / "examples" / "coffee.jpg"
 
 
@@ -29,43 +27,8 @@ def url(tiny_service):
 
 @pytest.fixture(scope="module")
 def page(url):
-    from playwright.sync_api import sync_playwright
-
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-dev-shm-usage", "--disable-sync"]  # fmt: skip
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        pg.goto(url)
+    with browser_page(url) as pg:
         yield pg
-        browser.close()
-
-
-def _idle(page) -> None:
-    """Wait until no component shows gradio's pending state (the last event has finished)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => document.querySelectorAll('.pending, .generating').length === 0")
-
-
-def _canvas_src(page) -> str:
-    return page.locator("#canvas img").first.get_attribute("src") or ""
-
-
-def _click_image(page, fx: float, fy: float) -> list[tuple[int, int]]:
-    """Click at a fraction of the displayed image; return the image pixels it may map to."""
-    img = page.locator("#canvas img").first
-    box = img.bounding_box()
-    nat_w, nat_h = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
-    before = _canvas_src(page)
-    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-    page.wait_for_function(
-        "prev => { const i = document.querySelector('#canvas img'); return i && i.getAttribute('src') !== prev; }",
-        arg=before,
-    )
-    _idle(page)
-    x, y = fx * nat_w, fy * nat_h
-    return [(int(x) + dx, int(y) + dy) for dx, dy in itertools.product((-1, 0, 1), repeat=2)]
 
 
 def _last_answer(page) -> str:
@@ -86,16 +49,13 @@ def test_every_visible_button_says_what_it_does(page):
 
 
 def test_click_describe_chat_export(page, tiny_service, tmp_path):
-    page.locator("#canvas input[type=file]").set_input_files(str(PHOTO))
-    page.wait_for_function(
-        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
-    )
-    _idle(page)
+    upload(page, PHOTO)
+    idle(page)
     assert page.locator("#untrained").is_visible()
 
     # region 1: one click -> overlay and SAM's candidates; add it; ask for its category
-    clicks1 = _click_image(page, 0.5, 0.5)
-    page.wait_for_function("() => document.querySelectorAll('#candidates img').length === 3")
+    click1 = click(page, 0.5, 0.5)
+    page.wait_for_function("() => document.querySelectorAll('#canvas .osc-thumb').length === 3")
     page.click("#add")
     page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region1')")
     page.click("#ask-category")
@@ -107,7 +67,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     )
 
     # region 2 elsewhere; a question about both, streamed into the chat
-    clicks2 = _click_image(page, 0.2, 0.25)
+    click2 = click(page, 0.2, 0.25)
     page.click("#add")
     page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region2')")
     page.fill("#question textarea", "How is region1 related to region2?")
@@ -117,7 +77,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     )
     page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
 
-    # export: the JSON decodes to the masks SAM gives for the clicked pixels
+    # export: the JSON decodes to the masks SAM gives (at full resolution) for the clicked pixels
     page.click("#export-json")
     link = page.locator("#export-file a").first
     link.wait_for()
@@ -127,10 +87,11 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     from osprey.masks import decode_rle
 
     rgb = load_image(PHOTO)
-    for region, clicks in zip(data["regions"], (clicks1, clicks2)):
+    for region, xy in zip(data["regions"], (click1, click2)):
         exported = decode_rle(region["segmentation"])
         assert exported.shape == rgb.shape[:2] and exported.any()
-        options = [tiny_service.sam.predict(rgb, points=[c]).candidates[0].mask for c in clicks]
-        assert any(np.array_equal(exported, m) for m in options)
+        assert np.array_equal(
+            exported, tiny_service.sam.predict(rgb, points=[xy]).candidates[0].mask
+        )
     assert data["regions"][0]["category"]
     assert data["chat"] and data["chat"][0]["question"] == "How is region1 related to region2?"
