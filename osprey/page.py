@@ -115,7 +115,7 @@ def pack_masks(masks: Sequence[np.ndarray]) -> str:
     planes = np.zeros(masks[0].shape, np.uint8)
     for i, m in enumerate(masks):
         planes |= m.astype(np.uint8) << i
-    _, png = cv2.imencode(".png", planes, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    _, png = cv2.imencode(".png", planes, [cv2.IMWRITE_PNG_COMPRESSION, 3])  # 9: 10x slower
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
 
 
