@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import app
-from tests.support.browser import CHROMIUM, browser_page, click, idle, upload
-from tests.support.servers import serving
+from tests.support.browser import app_url, browser_page, click, idle, upload
 
 pytestmark = pytest.mark.browser
 PHOTO = app.REPO / "examples" / "coffee.jpg"
@@ -18,10 +17,7 @@ PHOTO = app.REPO / "examples" / "coffee.jpg"
 
 @pytest.fixture(scope="module")
 def url(tiny_service):
-    if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
-    pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
-    with serving(app.build_demo(tiny_service)) as address:
+    with app_url(tiny_service) as address:
         yield address
 
 

@@ -10,8 +10,8 @@ import pytest
 
 import app
 from tests.support.browser import (
-    CHROMIUM,
     OVERLAY,
+    app_url,
     browser_page,
     click,
     dataset,
@@ -24,7 +24,6 @@ from tests.support.browser import (
     wait_version,
 )
 from tests.support.page_decoder import iou
-from tests.support.servers import serving
 
 pytestmark = pytest.mark.browser
 PHOTO = app.REPO / "examples" / "coffee.jpg"
@@ -33,10 +32,7 @@ QUESTION = "What is region1?"
 
 @pytest.fixture(scope="module")
 def url(tiny_service):
-    if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
-    pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
-    with serving(app.build_demo(tiny_service)) as address:
+    with app_url(tiny_service) as address:
         yield address
 
 

@@ -20,6 +20,22 @@ OVERLAY = "#canvas canvas.osc-overlay"
 
 
 @contextmanager
+def app_url(service) -> Iterator[str]:
+    """The app over ``service`` served on loopback, for a browser; skips (with the reason) where
+    chromium or playwright is missing."""
+    import pytest
+
+    import app
+    from tests.support.servers import serving
+
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
+    with serving(app.build_demo(service)) as address:
+        yield address
+
+
+@contextmanager
 def browser_page(url: str, timeout_ms: int = 60_000) -> Iterator:
     """A headless chromium page opened on ``url``."""
     from playwright.sync_api import sync_playwright
