@@ -253,7 +253,8 @@ class Page:
         export = getattr(self.masks.sam, "page_embedding", None)
         if export is None or self.decoder_url is None:
             return {"embedding": None}
-        name = f"e-{handle.key}.f16"
+        model = Path(self.decoder_url).stem  # the decoder names its weights: one file per model
+        name = f"e-{handle.key}-{hashlib.sha1(model.encode()).hexdigest()[:12]}.f16"
         facts = self._embeddings.get(handle.key)
         if facts is None or not self.assets.has(name):
             emb = export(handle)

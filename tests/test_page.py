@@ -61,7 +61,9 @@ def test_view_sends_display_size_files_only(tiny_service, page, voc):
     assert view["image"]["shown"] == [1024, 768] and view["image"]["width"] == 4032
     base = cv2.imread(str(page.assets.directory / view["image"]["base"].split("/")[-1]))
     assert base.shape[:2] == (768, 1024)
-    features = np.fromfile(page.assets.directory / f"e-{s.image.key}.f16", np.float16)
+    features = np.fromfile(
+        page.assets.directory / view["image"]["embedding"].split("/")[-1], np.float16
+    )
     assert features.size == view["image"]["channels"] * 64 * 64
     assert view["decoder"].endswith(".onnx") and view["prompt"] == f"{s.id}:{s.prompt_serial}"
 
@@ -105,3 +107,18 @@ def _b64(data_url: str) -> bytes:
     import base64
 
     return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def test_each_model_gets_its_own_embedding_file(tiny_service, voc, tmp_path):
+    """Two SAMs on one assets folder (two apps, or an app restarted with other weights) never
+    serve each other's embeddings."""
+    from osprey.prompting import MaskPrompts
+    from sam_bridge import SamBridge
+
+    other = SamBridge.tiny(seed=1)
+    other.onnx_dir = tmp_path / "onnx"
+    s = Session()
+    tiny_service.open_image(s, voc["rgb"])
+    views = [Page(m, Assets(tmp_path)).view(s) for m in (tiny_service.masks, MaskPrompts(other))]
+    assert views[0]["image"]["embedding"] != views[1]["image"]["embedding"]
+    assert views[0]["decoder"] != views[1]["decoder"]
