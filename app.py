@@ -322,7 +322,9 @@ def _wire_canvas(ui: SimpleNamespace, service, edit, outs: list) -> None:
 
     ui.upload.change(edit(open_image), [ui.state, ui.upload], outs, api_visibility="private")
     ui.add.click(edit(add_from_page), [ui.state, ui.canvas], outs, api_visibility="private")
-    ui.canvas.decode(decode, [ui.state], [ui.canvas], api_visibility="private")
+    # Off the queue (no event stream: about half the latency); ZeroGPU needs queued GPU calls.
+    queue = bool(os.environ.get("SPACES_ZERO_GPU"))
+    ui.canvas.decode(decode, [ui.state], [ui.canvas], api_visibility="private", queue=queue)
 
 
 def _index(value) -> int:
