@@ -169,3 +169,51 @@ def test_fallback_decodes_on_the_server(url, tiny_service):
         page.wait_for_function(
             "() => document.querySelector('#regions').innerText.includes('region1')"
         )
+
+
+def _nested_masks(height: int, width: int) -> list[np.ndarray]:
+    """Three nested masks (largest first, as SAM's generator returns them): an ellipse, the
+    rectangle around it, and the whole image."""
+    import cv2
+
+    ellipse = np.zeros((height, width), np.uint8)
+    cv2.ellipse(ellipse, (width // 2, height // 2), (width // 6, height // 5), 0, 0, 360, 1, -1)
+    rect = np.zeros((height, width), bool)
+    rect[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = True
+    return [np.ones((height, width), bool), rect, ellipse.astype(bool)]
+
+
+def test_pick_mode_is_local_and_adds_the_servers_mask(url, tiny_service, monkeypatch):
+    """'Segment everything' sends its masks once (an index map at display size); picking one is
+    local (the smallest mask under the click); adding it replays the pick at full resolution.
+    (The tiny SAM's own generator finds nothing and takes a minute: its masks are given here.)"""
+    from types import SimpleNamespace
+
+    from osprey.images import load_image
+    from osprey.masks import encode_rle, mask_box
+
+    rgb = load_image(PHOTO)
+    masks = _nested_masks(*rgb.shape[:2])
+    found = [SimpleNamespace(rle=encode_rle(m), score=0.9, area=int(m.sum()), box=mask_box(m))
+             for m in masks]  # fmt: skip
+    monkeypatch.setattr(tiny_service.sam, "everything", lambda image, **options: found)
+    with browser_page(url) as page:
+        upload(page, PHOTO)
+        before = version(page)
+        page.click("#everything")
+        wait_version(page, "maskVersion", before)  # the image with the masks drawn
+        idle(page)
+        set_mode(page, "pick")
+        for fx, fy, expected in (
+            (0.05, 0.05, masks[0]),
+            (0.5, 0.5, masks[2]),
+            (0.3, 0.3, masks[1]),
+        ):
+            sent = _requests(page, lambda fx=fx, fy=fy: click(page, fx, fy))
+            assert not [u for u in sent if "gradio_api" in u]
+            assert np.array_equal(page_mask(page), expected)  # coffee.jpg is shown at its size
+        page.click("#add")
+        page.wait_for_function(
+            "() => document.querySelector('#regions').innerText.includes('region1')"
+        )
+        assert str(int(masks[1].sum())) in page.locator("#regions").inner_text()  # the rectangle

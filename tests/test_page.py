@@ -73,7 +73,7 @@ def test_fallback_preview_is_display_size_and_incremental(tiny_service, page, vo
     tiny_service.open_image(s, photo(voc["rgb"], 1500, 2000))
     first = page.preview(s, {"clicks": [[900, 700, "positive"]], "id": 1}).preview
     assert first["id"] == 1 and len(first["scores"]) == 3
-    png = cv2.imdecode(np.frombuffer(_b64(first["masks"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    png = cv2.imread(str(page.assets.directory / first["masks"].split("/")[-1]), -1)
     assert png.shape == viz.display_size(1500, 2000)
     expected = tiny_service.sam.predict(s.image, points=[(900, 700)], mask_size=png.shape)
     assert np.array_equal(png & 1 > 0, expected.candidates[0].mask)
@@ -84,7 +84,7 @@ def test_fallback_preview_is_display_size_and_incremental(tiny_service, page, vo
 def test_pack_masks_keeps_each_mask_in_its_bit():
     rng = np.random.default_rng(0)
     masks = [rng.random((30, 40)) > 0.5 for _ in range(3)]
-    planes = cv2.imdecode(np.frombuffer(_b64(pack_masks(masks)), np.uint8), -1)
+    planes = cv2.imdecode(np.frombuffer(pack_masks(masks), np.uint8), -1)
     for i, m in enumerate(masks):
         assert np.array_equal((planes >> i) & 1 > 0, m)
 
@@ -101,12 +101,6 @@ def test_assets_prune_generated_files_only(tmp_path):
     assets.prune()
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert names == ["b-3.jpg", "b-4.jpg", "sam_tiny_decoder.onnx"]
-
-
-def _b64(data_url: str) -> bytes:
-    import base64
-
-    return base64.b64decode(data_url.split(",", 1)[1])
 
 
 def test_each_model_gets_its_own_embedding_file(tiny_service, voc, tmp_path):

@@ -166,7 +166,7 @@ class ServerEngine {
     const preview = await answer;
     if (preview.error) throw new Error(preview.error);
     if (!preview.masks) return finish([]);
-    const planes = await pixels(preview.masks, false);
+    const planes = await pixels(abs(preview.masks));
     const cands = preview.scores.map((score, k) => {
       const mask = new Uint8Array(planes.length);
       let area = 0;
@@ -184,8 +184,8 @@ function finish(cands) {
   return { cands, low: best ? best.low : null, empty: !best };
 }
 
-// a PNG's pixels as numbers: red, plus green * 256 when `wide` (the "everything" index map)
-async function pixels(url, wide) {
+// a grayscale PNG's pixel values
+async function pixels(url) {
   const im = new Image();
   im.src = url;
   await im.decode();
@@ -194,8 +194,8 @@ async function pixels(url, wide) {
   const g = c.getContext("2d", { willReadFrequently: true });
   g.drawImage(im, 0, 0);
   const data = g.getImageData(0, 0, c.width, c.height).data;
-  const out = new Uint16Array(c.width * c.height);
-  for (let i = 0; i < out.length; i++) out[i] = data[4 * i] | (wide ? data[4 * i + 1] << 8 : 0);
+  const out = new Uint8Array(c.width * c.height);
+  for (let i = 0; i < out.length; i++) out[i] = data[4 * i];
   return out;
 }
 
@@ -221,25 +221,64 @@ async function startEngine(p) {
 
 class UserMessage extends Error {}
 
-function autoAt(x, y) {
-  if (!S.auto) return 0;
-  const [sx, sy] = toShown(x, y), [w] = S.image.shown;
-  return S.auto[Math.floor(sy) * w + Math.floor(sx)] || 0;
+// COCO's compressed RLE counts (5 bits per character, offset 48, continuation bit 0x20, sign
+// bit 0x10, each count after the second stored as a difference from the one two back)
+function rleCounts(text) {
+  const counts = [];
+  for (let p = 0; p < text.length;) {
+    let x = 0, k = 0, more = true;
+    while (more) {
+      const c = text.charCodeAt(p++) - 48;
+      x |= (c & 0x1f) << (5 * k);
+      more = (c & 0x20) !== 0;
+      k++;
+      if (!more && (c & 0x10)) x |= -1 << (5 * k);
+    }
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  return counts;
 }
 
-function autoMask(index) {
-  const mask = new Uint8Array(S.auto.length);
+// a column-major RLE (COCO) of an h x w mask -> row-major Uint8Array
+function rleMask(text, h, w) {
+  const mask = new Uint8Array(h * w);
+  let i = 0, value = 0;
+  for (const n of rleCounts(text)) {
+    if (value) for (let j = i; j < i + n; j++) mask[(j % h) * w + Math.floor(j / h)] = 1;
+    i += n;
+    value ^= 1;
+  }
+  return mask;
+}
+
+async function loadAuto(url) {
+  const data = await (await fetch(url)).json();
+  const [h, w] = data.size;
+  return data.masks
+    .map((m) => ({ mask: rleMask(m.counts, h, w), area: m.area }))
+    .sort((a, b) => a.area - b.area); // smallest first, as the server picks
+}
+
+function autoAt(x, y) {
+  if (!S.auto) return null;
+  const [sx, sy] = toShown(x, y), [w] = S.image.shown;
+  const i = Math.floor(sy) * w + Math.floor(sx);
+  return S.auto.find((m) => m.mask[i]) || null;
+}
+
+function autoMask(found) {
   let area = 0;
-  for (let i = 0; i < mask.length; i++) if (S.auto[i] === index) { mask[i] = 1; area++; }
-  return { cands: [{ mask, area, score: 1, low: null }], low: null, empty: false };
+  for (let i = 0; i < found.mask.length; i++) area += found.mask[i];
+  return { cands: [{ mask: found.mask, area, score: 1, low: null }], low: null, empty: false };
 }
 
 async function step(p, x, y, m) {
   const n = { ...p, points: p.points.slice(), clicks: p.clicks.concat([[x, y, m]]), message: "" };
   if (m === "pick") {
-    const index = autoAt(x, y);
-    if (!index) throw new UserMessage(S.auto ? "No mask under this click." : "Run 'Segment everything' first.");
-    return { ...n, pred: autoMask(index), candidate: 0 };
+    const found = autoAt(x, y);
+    if (!found) throw new UserMessage(S.auto ? "No mask under this click." : "Run 'Segment everything' first.");
+    return { ...n, pred: autoMask(found), candidate: 0 };
   }
   if (m === "box") {
     if (!n.corner) return { ...n, corner: [x, y], message: "Now click the opposite corner of the box." };
@@ -466,7 +505,7 @@ async function onPayload(p) {
   }
   if (p.auto !== S.autoUrl) {
     S.autoUrl = p.auto;
-    S.auto = p.auto ? await pixels(abs(p.auto), true) : null;
+    S.auto = p.auto ? await loadAuto(abs(p.auto)) : null;
   }
   draw();
   await startEngine(p);
