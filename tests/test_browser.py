@@ -3,13 +3,14 @@ upload a real photo, click it, see the overlay, ask for the category, see the st
 add a second region, ask about both, export the JSON and check it decodes to the masks shown."""
 
 import json
+import time
 import urllib.request
 
 import numpy as np
 import pytest
 
 import app
-from tests.support.browser import app_url, browser_page, click, idle, upload
+from tests.support.browser import ARGS, CHROMIUM, OVERLAY, app_url, click, idle, upload
 
 pytestmark = pytest.mark.browser
 PHOTO = app.REPO / "examples" / "coffee.jpg"
@@ -22,9 +23,27 @@ def url(tiny_service):
 
 
 @pytest.fixture(scope="module")
-def page(url):
-    with browser_page(url) as pg:
-        yield pg
+def browser(url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url):
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(60_000)
+    pg.goto(url)
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, url):
+    pg = _open(browser, url)
+    yield pg
+    pg.close()
 
 
 def _last_answer(page) -> str:
@@ -91,3 +110,29 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
         )
     assert data["regions"][0]["category"]
     assert data["chat"] and data["chat"][0]["question"] == "How is region1 related to region2?"
+
+
+def test_an_example_opens_and_takes_clicks(browser, url):
+    pg = _open(browser, url)
+    pg.wait_for_selector(OVERLAY, state="attached")
+    pg.locator("#examples button").first.click()
+    pg.wait_for_function("() => document.querySelector('#canvas')?.dataset.ready")
+    idle(pg)
+    click(pg, 0.5, 0.5)
+    pg.wait_for_function("() => document.querySelectorAll('#canvas .osc-thumb').length === 3")
+    pg.close()
+
+
+def test_closing_the_tab_frees_its_session_at_once(browser, url, tiny_service, monkeypatch):
+    closed = []
+    real_close = tiny_service.close
+    monkeypatch.setattr(tiny_service, "close", lambda s: (closed.append(s), real_close(s)))
+    pg = _open(browser, url)
+    upload(pg, PHOTO)
+    idle(pg)
+    pg.close()
+    for _ in range(100):  # the server learns of the closed tab through its heartbeat
+        if closed:
+            break
+        time.sleep(0.1)
+    assert len(closed) == 1 and closed[0].image is None and closed[0].regions == []
