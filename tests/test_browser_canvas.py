@@ -134,7 +134,7 @@ def _api_answer(url: str, clicks) -> str:
     return client.predict(QUESTION, api_name="/session_ask")
 
 
-def test_keyboard_clicks_and_undoes(url):
+def test_keyboard_clicks_and_undoes_and_clear_clicks(url):
     with browser_page(url) as page:
         upload(page, PHOTO)
         page.locator(OVERLAY).focus()
@@ -145,6 +145,11 @@ def test_keyboard_clicks_and_undoes(url):
         assert len(page.evaluate("() => window.ospreyCanvas.prompt().clicks")) == 1
         before = version(page)
         page.keyboard.press("Backspace")
+        wait_version(page, "maskVersion", before)
+        assert page.evaluate("() => window.ospreyCanvas.prompt().clicks") == []
+        click(page, 0.3, 0.3)  # the 'Clear clicks' button (the server) clears the page's prompt
+        before = version(page)
+        page.click("#clear-clicks")
         wait_version(page, "maskVersion", before)
         assert page.evaluate("() => window.ospreyCanvas.prompt().clicks") == []
 

@@ -496,7 +496,11 @@ async function onPayload(p) {
   const fresh = !S.image || S.image.key !== p.image.key;
   S.image = p.image;
   if (fresh) { overlay.width = p.image.shown[0]; overlay.height = p.image.shown[1]; S.emb = null; S.kbd = null; }
-  if (p.prompt !== S.promptKey) { S.promptKey = p.prompt; S.prompt = emptyPrompt(); S.hover = null; drawThumbs(); }
+  if (p.prompt !== S.promptKey) { // the server started a new prompt (upload, add, clear)
+    const had = S.prompt.clicks.length > 0;
+    S.promptKey = p.prompt; S.prompt = emptyPrompt(); S.hover = null; drawThumbs();
+    if (had) { draw(); bump("mask"); }
+  }
   writeBack();
   if (abs(p.image.base) !== img.src) {
     img.src = abs(p.image.base);
