@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,23 @@ def _path(file: Any) -> str:
     if isinstance(file, dict):
         return file["path"]
     return str(getattr(file, "path", file))
+
+
+def drop_upload(path: str | None) -> None:
+    """Delete an uploaded file from Gradio's upload folder (and nothing outside it): once an image
+    is decoded into a session, the server does not need the file again."""
+    from gradio.utils import get_upload_folder
+
+    if path and Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
+        Path(path).unlink(missing_ok=True)
+
+
+def _open(service: RegionChat, session: Session, image: Any):
+    """Open an uploaded image in ``session``, then drop the upload."""
+    try:
+        return service.open_image(session, _path(image))
+    finally:
+        drop_upload(_path(image))
 
 
 def _json(text: str, what: str, example: str) -> Any:
@@ -132,7 +150,7 @@ class Endpoints:
         a ``box`` JSON [x0, y0, x1, y1]: the mask as a 0/255 PNG and {score, area, box}."""
         pts, labs, bx = parse_prompt(points, labels, box)
         s = Session()
-        self.service.open_image(s, _path(image))
+        _open(self.service, s, image)
         best = self.service.prompt(s, pts, labs, bx)
         out = save_mask_png(best.mask, tempfile.mktemp(suffix=".png", dir=self._out))
         return FileData(path=str(out)), {"score": best.score, "area": best.area, "box": best.box}
@@ -142,20 +160,20 @@ class Endpoints:
         max_new_tokens: int = 0,
     ) -> list[str] | str:  # fmt: skip
         """Per-region answers to ``task`` (category, short, detailed), one string per mask; or
-        with a ``question`` the answer about all the masks (region1, region2, ... in their order).
+        with a ``question`` the answer about all the masks (region1, region2, ... in their order),
+        streamed as it grows (``Client.submit`` sees every step, ``predict`` the final answer).
         ``max_new_tokens``: 0 for the app's default, else at most the app's limit."""
         if len(masks or []) > MAX_MASK_FILES:
             raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
         tokens = self.service.token_budget(task, max_new_tokens)
         s = Session()
-        self.service.open_image(s, _path(image))
+        _open(self.service, s, image)
         for f in masks or []:
             self.service.add_mask(s, _mask(f))
         if question:
-            return _last(self.service.ask(s, question, max_new_tokens=tokens)).text
-        return [
-            text for _, text in self.service.describe(s, task or "short", max_new_tokens=tokens)
-        ]
+            yield from _texts(self.service.ask(s, question, max_new_tokens=tokens))
+            return
+        yield [text for _, text in self.service.describe(s, task or "short", max_new_tokens=tokens)]
 
     def describe_all(
         self, image: FileData, points_per_side: float = 16, pred_iou_thresh: float = 0.88,
@@ -167,7 +185,7 @@ class Endpoints:
         if not (_number(points_per_side) and 1 <= points_per_side <= MAX_POINTS_PER_SIDE):
             raise ServiceError(f"points_per_side must be between 1 and {MAX_POINTS_PER_SIDE}")
         s = Session()
-        self.service.open_image(s, _path(image))
+        _open(self.service, s, image)
         self.service.segment_everything(
             s, points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
             stability_score_thresh=float(stability_score_thresh),
@@ -179,7 +197,7 @@ class Endpoints:
     def session_open(self, image: FileData, request: gr.Request) -> dict:
         """Open an image in this client's session (regions and chat start over)."""
         s = self.sessions.get(request.session_hash)
-        handle = self.service.open_image(s, _path(image))
+        handle = _open(self.service, s, image)
         return {"height": handle.height, "width": handle.width}
 
     def session_click(self, x: float, y: float, mode: str, request: gr.Request) -> dict:
@@ -196,8 +214,9 @@ class Endpoints:
         return s.names()
 
     def session_ask(self, question: str, request: gr.Request) -> str:
-        """Ask about the session's regions (or the whole image); the answer joins its chat."""
-        return _last(self.service.ask(self.sessions.get(request.session_hash), question)).text
+        """Ask about the session's regions (or the whole image), streamed; the answer joins the
+        session's chat."""
+        yield from _texts(self.service.ask(self.sessions.get(request.session_hash), question))
 
     def session_export(self, request: gr.Request) -> dict:
         """The session's regions, answers and chat as COCO-RLE JSON."""
@@ -218,9 +237,8 @@ def _mask(file: Any):
         raise ServiceError(f"A mask cannot be used: {exc}") from exc
 
 
-def _last(replies):
-    """The final reply of a streamed answer."""
-    replies = list(replies)
-    if not replies:
-        raise ServiceError("No answer.")
-    return replies[-1]
+def _texts(replies) -> Iterator[str]:
+    """A streamed answer's texts (steps spent waiting in line are skipped)."""
+    for reply in replies:
+        if reply.text or reply.done:
+            yield reply.text

@@ -23,7 +23,7 @@ import torch
 
 from osprey import conversation as conv
 from osprey.features import FeatureCache
-from osprey.generation import Answer, Generation, Generator, stream
+from osprey.generation import Answer, Generation, Generator, Waiting, stream
 from osprey.images import ImageHandle, ImageLike
 from osprey.loading import check_quantize, load_pretrained, load_tiny
 from osprey.model.osprey import OspreyModel
@@ -166,12 +166,16 @@ class Osprey:
 
     def stream(
         self, fn: Callable[..., Answer], *args, on_answer: Callable[[Answer], None] | None = None,
-        **kwargs,
-    ) -> Iterator[str]:  # fmt: skip
+        report_waiting: bool = False, **kwargs,
+    ) -> Iterator[str | Waiting]:  # fmt: skip
         """Run ``fn`` (``self.ask`` or ``self.generate``) in a thread and yield the decoded text as
         it grows; the last value is the post-processed answer, whose :class:`Answer` goes to
-        ``on_answer`` (e.g. to report dropped chat turns). Exceptions are re-raised here."""
-        return stream(self.tokenizer, fn, *args, on_answer=on_answer, **kwargs)
+        ``on_answer`` (e.g. to report dropped chat turns). With ``report_waiting``,
+        :class:`~osprey.generation.Waiting` notes first while the answer waits in line (batching
+        engine). Exceptions are re-raised here."""
+        return stream(
+            self.tokenizer, fn, *args, on_answer=on_answer, report_waiting=report_waiting, **kwargs
+        )
 
     def logits(self, image: ImageLike, masks: Masks, prompt: str) -> torch.Tensor:
         """Logits (T, vocab) in fp32 for every position of the spliced sequence of a fully
