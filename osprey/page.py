@@ -137,10 +137,11 @@ def auto_masks(session: Session, size: tuple[int, int]) -> bytes:
 @dataclass
 class Assets:
     """A folder of files the app serves to the page (``gradio_api/file=...``), named by content;
-    generated ones beyond ``capacity`` are deleted oldest first."""
+    generated ones beyond ``capacity`` files or ``max_bytes`` are deleted oldest first."""
 
     directory: Path = DEFAULT_ASSETS
     capacity: int = 512
+    max_bytes: int = 256 << 20  # a ViT-B embedding is 2 MB
     _written: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -175,9 +176,12 @@ class Assets:
 
     def prune(self) -> None:
         files = [e for e in os.scandir(self.directory) if e.name.startswith(PRUNED)]
-        files.sort(key=lambda e: e.stat().st_mtime)
-        for entry in files[: max(0, len(files) - self.capacity)]:
-            Path(entry.path).unlink(missing_ok=True)
+        files.sort(key=lambda e: -e.stat().st_mtime)  # newest first: kept while within limits
+        total = 0
+        for n, entry in enumerate(files):
+            total += entry.stat().st_size
+            if n >= self.capacity or total > self.max_bytes:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

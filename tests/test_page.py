@@ -101,6 +101,10 @@ def test_assets_prune_generated_files_only(tmp_path):
     assets.prune()
     names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert names == ["b-3.jpg", "b-4.jpg", "sam_tiny_decoder.onnx"]
+    assets.max_bytes = 1  # and by size: the newest files that fit (one byte: b-4.jpg) are kept
+    assets.prune()
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert names == ["b-4.jpg", "sam_tiny_decoder.onnx"]
 
 
 def test_each_model_gets_its_own_embedding_file(tiny_service, voc, tmp_path):
