@@ -244,13 +244,14 @@ class Request:
                 if new:
                     yield new
         finally:
-            self.done = True
+            if not self.done:  # abandoned (or cancelled): the engine must not go on for nobody
+                self.engine.manager.cancel_request(self.id)
+                self.done = True
             self.engine._finish(self)
 
     def cancel(self) -> None:
-        """End this request only (Stop, or a client that went away)."""
+        """End this request only (Stop, or a client that went away): its iteration ends."""
         if not self.done:
-            self.engine.manager.cancel_request(self.id)
             self.outputs.put(_CANCELLED)
 
 
@@ -432,11 +433,16 @@ class BatchEngine:
     ) -> list[list[int]]:
         """One answer per region of ``masks`` (each row binds its region to the prompt's one
         ``<mask><pos>``): one group of requests, admitted together, decoded in the same batch."""
-        rows = masks.shape[0]
+        return self.answer_many([(image_key, feats, m[None], ids, max_new_tokens) for m in masks])
+
+    def answer_many(self, jobs: Sequence[tuple]) -> list[list[int]]:
+        """Answers of several prompts, ``(image_key, feats, masks, ids, max_new_tokens)`` each
+        (any images), admitted together as one group and decoded in the same batch."""
+        rows = len(jobs)
         self.admission.wait(rows)
         requests: list[Request] = []
         try:
-            requests = [self.submit(image_key, feats, m[None], ids, max_new_tokens) for m in masks]
+            requests = [self.submit(*job) for job in jobs]
             return [[t for chunk in request for t in chunk] for request in requests]
         except BaseException:
             for request in requests:  # none keeps running (or holding its lease) for nobody

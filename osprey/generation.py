@@ -148,7 +148,9 @@ class Generator:
             self.engine.close()
             self.engine = None
 
-    def _batched(self, gen: Generation) -> bool:
+    def batching(self, gen: Generation) -> bool:
+        """Whether ``gen`` goes through the batching engine (greedy answers, engine on, no static
+        decoder)."""
         return self.engine is not None and not gen.do_sample and self.decoder is None
 
     @contextlib.contextmanager
@@ -186,11 +188,11 @@ class Generator:
         ``masks`` (Q, H, W) bound in order), prefilling only what the prefix cache lacks."""
         from transformers import DynamicCache, StoppingCriteriaList
 
-        if self._batched(gen):
-            budget = self._budget(gen, len(ids))
+        if self.batching(gen):
+            budget = self.budget(gen, len(ids))
             return self.engine.answer(key, feats, masks, ids, budget, streamer, stop)
         model = self.model
-        budget = self._budget(gen, len(ids))
+        budget = self.budget(gen, len(ids))
         sig = self._signature(ids, key, masks)
         input_ids = torch.tensor([ids], device=model.device)
         with self.context(gen.seed):
@@ -253,11 +255,11 @@ class Generator:
         only the region's tokens and the answer. Returns the new ids of each region."""
         from transformers import DynamicCache
 
-        if self._batched(gen):
-            return self.engine.answer_rows(key, feats, masks, ids, self._budget(gen, len(ids)))
+        if self.batching(gen):
+            return self.engine.answer_rows(key, feats, masks, ids, self.budget(gen, len(ids)))
         model, cfg = self.model, self.model.config
         first = ids.index(cfg.mask_token_id)
-        budget = self._budget(gen, len(ids))
+        budget = self.budget(gen, len(ids))
         prefix_sig = signature(ids[:first], key, [], cfg.mask_token_id, cfg.pos_token_id)
         choose = token_chooser(gen.do_sample, gen.temperature, gen.top_p)
         results: list[list[int]] = []
@@ -314,7 +316,9 @@ class Generator:
             bos_token_id=self.tokenizer.bos_token_id,
         )
 
-    def _budget(self, gen: Generation, prompt_len: int) -> int:
+    def budget(self, gen: Generation, prompt_len: int) -> int:
+        """New tokens ``gen`` may add after a prompt of ``prompt_len`` tokens (ContextLengthError
+        when none fits)."""
         budget = min(gen.max_new_tokens, self.max_length - prompt_len)
         if budget <= 0:
             raise conv.ContextLengthError(prompt_len + 1, self.max_length)

@@ -144,8 +144,24 @@ class Osprey:
         self, items: Sequence[tuple[ImageLike, Masks]], task: str = "short",
         gen: Generation | None = None,
     ) -> list[list[str]]:  # fmt: skip
-        """:meth:`describe` for several images: one list of answers per ``(image, masks)``."""
-        return [self.describe(image, masks, task, gen) for image, masks in items]
+        """:meth:`describe` for several images: one list of answers per ``(image, masks)``. With
+        the batching engine on, every region of every image is decoded in one batch."""
+        gen = gen or Generation()
+        if not self.generator.batching(gen):
+            return [self.describe(image, masks, task, gen) for image, masks in items]
+        ids = self._encode([conv.Turn(conv.task_message(task))], 1, self.max_length - 1)
+        budget, jobs, counts = self.generator.budget(gen, len(ids)), [], []
+        for image, masks in items:
+            handle, feats = self.images.get(image)
+            regions = prepare_masks(masks, handle.height, handle.width)
+            jobs += [(handle.key, feats, m[None], ids, budget) for m in regions]
+            counts.append(regions.shape[0])
+        answers = iter(self.generator.engine.answer_many(jobs))
+        mode = "demo" if task in ("short", "detailed") else "reference"
+        decode = self.generator.decode_text
+        return [
+            [conv.postprocess_answer(decode(next(answers)), mode) for _ in range(n)] for n in counts
+        ]
 
     def ask(
         self, image: ImageLike, masks: Masks, question: str,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from osprey.conversation import task_message
+from osprey.conversation import Turn, task_message
 from osprey.engine import Admission, Busy
 from osprey.generation import Generation
 from osprey.pipeline import Osprey
@@ -108,3 +108,26 @@ def test_admission_reports_the_line_and_refuses_beyond_it():
     assert list(waiting) == []  # admitted
     gate.leave()
     assert gate.active == 0 and gate.waiting == 0
+
+
+def test_describe_batch_decodes_every_region_of_every_image_together(plain, batched, voc):
+    images = _images(voc, 2)
+    items = [(images[0], voc["masks"][:2]), (images[1], voc["masks"][2:5])]
+    expected = [plain.describe(img, m, "category", G, batched=False) for img, m in items]
+    assert batched.describe_batch(items, "category", G) == expected
+    assert plain.describe_batch(items, "category", G) == expected  # the per-image path
+
+
+def test_an_abandoned_answer_is_cancelled_and_frees_its_rows(batched, voc):
+    engine = batched.generator.engine
+    feats = batched.images.get(voc["rgb"])[1]
+    ids = batched._encode([Turn(task_message("detailed"))], 1, 2000)
+    masks = torch.from_numpy(voc["masks"][:1])
+    engine.admission.wait()
+    request = engine.submit("abandoned", feats, masks, ids, 200)
+    stream = iter(request)
+    next(stream)  # the first tokens arrive, then the reader goes away
+    stream.close()
+    engine.admission.leave()
+    assert request.done and request.id not in engine._requests
+    assert ("image", "abandoned") not in engine.table._images._used  # the rows are idle again
