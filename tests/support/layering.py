@@ -97,7 +97,11 @@ FORBIDDEN: dict[str, list[str]] = {
 LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen"]
 # Only these may import sam_bridge (they compose SAM with Osprey) or gradio.
 SAM_USERS = ["app", "sam_bridge"]
-GRADIO_USERS = ["app", "osprey.api"]
+GRADIO_USERS = [
+    "app",
+    "osprey.api",
+    "osprey.canvas",  # the canvas is a gr.HTML component (its page: osprey/static/canvas.js)
+]
 # What sam_bridge may use of osprey.
 SAM_ALLOWED = [*BASE, *UTILITIES]
 
