@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import queue
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -331,6 +333,29 @@ def default_kv_budget(device: torch.device) -> int:
     return int(free * 0.5) if device.type == "cuda" else int(min(free * 0.25, 4 * 2**30))
 
 
+_LIVE: weakref.WeakSet[BatchEngine] = weakref.WeakSet()
+_HOOKED = False
+
+
+def _close_live_engines() -> None:
+    """Stop every running engine's loop. transformers starts that loop as a non-daemon thread,
+    and the interpreter joins such threads before ``atexit`` runs: without this hook a process
+    that never called :meth:`BatchEngine.close` (Ctrl-C on the app, a script, a test session)
+    would wait for the loop forever instead of exiting."""
+    for engine in list(_LIVE):
+        engine.close()
+
+
+def _track(engine: BatchEngine) -> None:
+    """Remember a running engine; the first one registers the shutdown hook, which runs *before*
+    non-daemon threads are joined (the hook concurrent.futures uses; plain atexit is too late)."""
+    global _HOOKED
+    if not _HOOKED:
+        getattr(threading, "_register_atexit", lambda f: None)(_close_live_engines)
+        _HOOKED = True
+    _LIVE.add(engine)
+
+
 class BatchEngine:
     """Continuous batching over one Osprey model (see the module docstring). Greedy decoding;
     each request has its own prompt, image, regions and ``max_new_tokens``."""
@@ -374,6 +399,7 @@ class BatchEngine:
             target=self._dispatch, name="osprey-engine-outputs", daemon=True
         )
         self._dispatcher.start()
+        _track(self)
 
     def submit(
         self, image_key: str, feats, masks: torch.Tensor, ids: list[int], max_new_tokens: int
@@ -477,7 +503,15 @@ class BatchEngine:
             yield
 
     def close(self) -> None:
-        """Stop the loop and give the LLM its own embedding back."""
+        """Stop the loop and give the LLM its own embedding back (idempotent)."""
+        _LIVE.discard(self)
+        if not self._running:
+            return
         self._running = False
-        self.manager.stop(block=True, timeout=30)
+        quiet = logging.getLogger("ContinuousBatchingLogger")  # "not initialized" if never used
+        level, quiet.level = quiet.level, logging.ERROR
+        try:
+            self.manager.stop(block=True, timeout=30, hard_stop=True)
+        finally:
+            quiet.level = level
         self.model.llm.set_input_embeddings(self._original_embedding)

@@ -131,3 +131,29 @@ def test_an_abandoned_answer_is_cancelled_and_frees_its_rows(batched, voc):
     engine.admission.leave()
     assert request.done and request.id not in engine._requests
     assert ("image", "abandoned") not in engine.table._images._used  # the rows are idle again
+
+
+def test_a_process_that_never_closes_its_engine_still_exits(tmp_path):
+    """transformers runs the engine loop on a non-daemon thread: without osprey's shutdown hook
+    a script (or the app after Ctrl-C, or this very test session) would never exit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "from osprey.pipeline import Osprey\n"
+        "osp = Osprey.tiny()\n"
+        "osp.generator.enable_batching(max_active=2, kv_budget=16 * 2**20, page_size=64)\n"
+        "print('engine running', flush=True)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=repo, capture_output=True, text=True, timeout=120,
+            env={**__import__("os").environ, "PYTHONPATH": str(repo)},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung at exit on the engine's loop thread")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "engine running" in done.stdout
