@@ -13,7 +13,8 @@ Layers, bottom to top:
 * the app: ``osprey.session`` (data) <- ``osprey.viz`` (drawing) <- ``osprey.service`` <-
   ``osprey.api`` <- ``app``. Only ``app`` composes SAM and Osprey; only ``app`` and
   ``osprey.api`` import gradio;
-* leaves: ``osprey.train``, ``osprey.eval``, ``osprey.datagen`` (nothing imports them).
+* leaves: ``osprey.train``, ``osprey.eval``, ``osprey.datagen``, ``osprey.label`` (nothing
+  imports them); ``osprey.label`` composes SAM and Osprey like ``app``.
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ FORBIDDEN: dict[str, list[str]] = {
     "osprey.data": ["osprey.train"],
 }
 # Nothing outside these packages may import them.
-LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen"]
+LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label"]
 # Only these may import sam_bridge (they compose SAM with Osprey) or gradio.
-SAM_USERS = ["app", "sam_bridge"]
+SAM_USERS = ["app", "sam_bridge", "osprey.label"]
 GRADIO_USERS = ["app", "osprey.api"]
 # What sam_bridge may use of osprey.
 SAM_ALLOWED = [*BASE, *UTILITIES]
