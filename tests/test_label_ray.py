@@ -8,8 +8,10 @@ import logging
 
 import pytest
 
+from osprey.errors import OspreyError
 from osprey.label.cli import main
 from osprey.label.inputs import list_images
+from osprey.label.job import LabelSettings
 from osprey.label.ray_backend import RayBackend
 from osprey.label.runner import label_dataset
 from tests.support.label import TINY_FLAGS, dying_actor, photo_folder, tiny_settings
@@ -57,3 +59,13 @@ def test_an_actor_that_dies_has_its_images_retried(local_ray, photos, in_process
     data = json.loads(out.read_text())
     assert data == in_process  # complete, and no annotation twice
     assert summary.images == 3 and summary.regions == 9
+
+
+def test_models_that_cannot_load_stop_the_run_with_one_message(local_ray, photos, tmp_path):
+    settings = LabelSettings(model="osprey-7b", offline=True, checkpoints=str(tmp_path))
+    backend = RayBackend(settings, actors=1)
+    with pytest.raises(
+        OspreyError, match=r"a Ray actor could not load the models: sam_vit_b_01ec64.pth is not in "
+    ):
+        label_dataset(list_images(photos), settings, tmp_path / "out.json", backend, progress=False)
+    assert not (tmp_path / "out.json").exists()

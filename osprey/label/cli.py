@@ -97,7 +97,7 @@ def _ray_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray (pip install 'osprey-open[ray]')")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a cluster address (auto, ray://host:10001), or none for a "
-                   "local Ray instance")  # fmt: skip
+                   "local Ray instance (after IMAGES, or --ray=ADDRESS)")  # fmt: skip
     g.add_argument("--actors", type=positive_int, default=None,
                    help="actors (each loads the models once; default: one per GPU, else 1)")  # fmt: skip
     g.add_argument("--actor-cpus", type=float, default=1.0,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ from osprey.errors import OspreyError, UsageError
 from osprey.label.inputs import ImageItem
 from osprey.label.job import Labeller, LabelSettings
 from osprey.label.runner import Emit
+
+# the unindented "package.module.SomeError: message" line that ends a Python traceback
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*): (.*)", re.M)
 
 
 class LabelActor:
@@ -117,8 +121,9 @@ def _user_error(exc: BaseException) -> OspreyError | None:
     """The OspreyError (a missing checkpoint, ...) behind a Ray error, if there is one. An actor
     whose constructor failed reaches the driver as text only: its last line is the error."""
     if getattr(exc, "actor_init_failed", False):
-        last = str(exc).strip().splitlines()[-1]
-        return OspreyError(f"a Ray actor could not load the models: {last}")
+        raised = list(_RAISED.finditer(str(exc)))  # the traceback's "module.Error: message"
+        message = str(exc)[raised[-1].start(2) :] if raised else str(exc)
+        return OspreyError(f"a Ray actor could not load the models: {message.strip()}")
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
