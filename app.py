@@ -393,15 +393,44 @@ def _write(name: str, data: str | bytes) -> str:
 # main
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Everything the options can get wrong, found before any download or model load: the
+    model's name, the device, the dtype; offline, every missing file at once."""
+    from osprey.devices import parse_dtype, resolve_device
+    from osprey.errors import CheckpointNotFound
+    from osprey.hub import DEFAULT_CHECKPOINTS, check_model_name, missing_downloads
+    from osprey.options import checkpoints_dir, model_name
+    from sam_bridge.checkpoints import checkpoint_path
+
+    if args.tiny:
+        return
+    check_model_name(model_name(args))
+    resolve_device(args.device)
+    parse_dtype(args.dtype)
+    if not args.offline:
+        return
+    ckpt = checkpoints_dir(args) or DEFAULT_CHECKPOINTS
+    missing = missing_downloads(model_name(args), ckpt)
+    sam = (
+        Path(args.sam_checkpoint)
+        if args.sam_checkpoint
+        else checkpoint_path(args.sam_model_type, ckpt)
+    )
+    if not sam.is_file():
+        fetch = (
+            f"python -m sam_bridge download --model-type {args.sam_model_type} --checkpoints {ckpt}"
+        )
+        missing.append((f"SAM {args.sam_model_type} ({sam})", fetch))
+    if missing:
+        lines = "\n".join(f"  {what}: {fetch}" for what, fetch in missing)
+        raise CheckpointNotFound(f"offline, and these weights are missing (fetch them where the "
+                                 f"network is reachable):\n{lines}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from osprey.errors import CheckpointError
-
-    try:
-        service = build_service(args)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_options(args)
+    service = build_service(args)
     demo = build_demo(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     launch = {"share": args.share}
@@ -414,4 +443,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from osprey.options import run
+
+    sys.exit(run(main))

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from osprey.errors import UsageError
 from osprey.options import (
     checkpoints_dir,
     device_options,
@@ -21,8 +22,14 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from osprey.masks import load_mask_png
     from osprey.pipeline import Generation, Osprey
 
+    if not args.mask and not args.question:
+        raise UsageError(
+            "describe needs regions: give --mask MASK.png (one per region, repeatable), or ask "
+            "about the whole image with --question TEXT"
+        )
     image = load_image(args.image)
     masks = [load_mask_png(m) for m in args.mask]
+    _check_before_loading(args, image, masks)
     osp = Osprey.from_pretrained(
         model_name(args), device=args.device, dtype=args.dtype,
         checkpoints_dir=checkpoints_dir(args), clip_path=args.clip, download=not args.offline,
@@ -43,6 +50,19 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_before_loading(args: argparse.Namespace, image, masks) -> None:
+    """Everything that can be wrong with the inputs and options, found before seconds (or
+    minutes) of model loading: the model's name, the device, the dtype, each mask's size."""
+    from osprey.devices import parse_dtype, resolve_device
+    from osprey.hub import check_model_name
+    from osprey.processor import prepare_masks
+
+    check_model_name(model_name(args))
+    resolve_device(args.device)
+    parse_dtype(args.dtype)
+    prepare_masks(masks, image.shape[0], image.shape[1])
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from osprey.checkpoint import OUR_CONFIG, original_key_shapes
     from osprey.config import OspreyConfig, osprey_7b_config, tiny_config
@@ -55,11 +75,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     elif (Path(args.model) / OUR_CONFIG).is_file():
         config = OspreyConfig.load(Path(args.model) / OUR_CONFIG)
     else:
-        print(
-            f"unknown model {args.model!r}; known: {sorted(REGISTRY)} or a directory with {OUR_CONFIG}",
-            file=sys.stderr,
+        raise UsageError(
+            f"unknown model {args.model!r}; known: {sorted(REGISTRY)} or a folder with {OUR_CONFIG}"
         )
-        return 2
     shapes = original_key_shapes(config)
     if args.keys == "original":
         for name, shape in shapes.items():

@@ -91,10 +91,11 @@ def chat_turns(
 ) -> list[Turn]:
     """A multi-turn chat about ``n_regions`` regions as Turns: the first remaining turn carries the
     image and region prefix (:func:`regions_message`, or :func:`image_message` without regions);
-    ``question=None`` leaves no open turn (training)."""
+    ``question=None`` leaves no open turn (training). The questions and answers are user text
+    (:func:`user_text`): whatever they hold, the regions are the ``n_regions`` given."""
     pairs: list[tuple[str, str | None]] = [
-        *history,
-        *([(question, None)] if question is not None else []),
+        *[(user_text(q), user_text(a)) for q, a in history],
+        *([(user_text(question), None)] if question is not None else []),
     ]
     if not pairs:
         raise ValueError("a chat needs at least one question")
@@ -144,6 +145,56 @@ class Encoded:
     has_image: bool
 
 
+# User text (questions, region names, earlier answers, vocabulary names) stands in a prompt with
+# every "<" replaced by this private-use character, so no user character sequence can form a
+# control token (<mask>, <pos>, <s>, </s>, <image>); tokenisation maps it back to "<" and reads
+# the text with special-token matching off. One character for one: offsets stay aligned.
+USER_LT = "\ue000"
+
+
+def user_text(text: str) -> str:
+    """``text`` from a user (or from the model's earlier answers) as it enters a prompt: plain
+    text, never a control token (see :data:`USER_LT`)."""
+    return text.replace("<", USER_LT)
+
+
+def plain_text(text: str) -> str:
+    """A prompt's text as a reader sees it (the inverse of :func:`user_text`)."""
+    return text.replace(USER_LT, "<")
+
+
+def _special_pattern(tokenizer) -> re.Pattern:
+    """The tokenizer's added/special tokens (``<s>``, ``</s>``, ``<mask>``, ...), longest first."""
+    tokens = sorted(tokenizer.added_tokens_encoder, key=len, reverse=True)
+    return re.compile("(" + "|".join(re.escape(t) for t in tokens) + ")")
+
+
+def _tokenize_piece(tokenizer, piece: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and character spans of one image-free piece. Split at the special tokens the prompt
+    itself holds (each becomes its id), each text chunk tokenised on its own, as the original's
+    tokenizer did (a fresh SentencePiece word after each added token); user text (escaped with
+    :data:`USER_LT`) cannot hold such a split point and is read with special tokens off."""
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for chunk in _special_pattern(tokenizer).split(piece):
+        if not chunk:
+            continue
+        special = tokenizer.added_tokens_encoder.get(chunk)
+        if special is not None:
+            ids.append(special)
+            spans.append((start, start + len(chunk)))
+        else:
+            enc = tokenizer(
+                plain_text(chunk), add_special_tokens=False, split_special_tokens=True,
+                return_offsets_mapping=True,
+            )  # fmt: skip
+            ids += list(enc["input_ids"])
+            spans += [(s + start, e + start) for s, e in enc["offset_mapping"]]
+        start += len(chunk)
+    return ids, spans
+
+
 def tokenize_prompt(
     tokenizer, text: str, num_image_tokens: int
 ) -> tuple[list[int], list[tuple[int, int]]]:
@@ -151,7 +202,8 @@ def tokenize_prompt(
 
     The text is split on ``<image>``; each piece is tokenised on its own (BOS once, at the very
     start; as the original ``tokenizer_image_token``) and the image placeholder becomes
-    ``num_image_tokens`` copies of ``IMAGE_TOKEN_INDEX`` (spans ``(-1, -1)``).
+    ``num_image_tokens`` copies of ``IMAGE_TOKEN_INDEX`` (spans ``(-1, -1)``). User text inside
+    (escaped by :func:`user_text`) never yields a special id.
     """
     pieces = text.split(P.IMAGE)
     if len(pieces) > 2:
@@ -163,9 +215,9 @@ def tokenize_prompt(
             ids += [C.IMAGE_TOKEN_INDEX] * num_image_tokens
             spans += [(-1, -1)] * num_image_tokens
             base += len(P.IMAGE)
-        enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
-        ids += list(enc["input_ids"])
-        spans += [(s + base, e + base) for s, e in enc["offset_mapping"]]
+        piece_ids, piece_spans = _tokenize_piece(tokenizer, piece)
+        ids += piece_ids
+        spans += [(s + base, e + base) for s, e in piece_spans]
         base += len(piece)
     return ids, spans
 

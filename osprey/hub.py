@@ -132,6 +132,31 @@ def find_clip(checkpoints_dir: Path = DEFAULT_CHECKPOINTS, download: bool = True
         ) from exc
 
 
+def check_model_name(name_or_path: str | Path) -> None:
+    """A registry name or an existing folder, else :class:`CheckpointNotFound` at once (before
+    anything is downloaded)."""
+    if str(name_or_path) in REGISTRY or Path(name_or_path).expanduser().is_dir():
+        return
+    raise CheckpointNotFound(
+        f"{str(name_or_path)!r} is neither a checkpoint folder nor a known model; known: "
+        f"{', '.join(sorted(REGISTRY))}"
+    )
+
+
+def missing_downloads(name_or_path: str | Path, checkpoints_dir: Path) -> list[tuple[str, str]]:
+    """What loading ``name_or_path`` offline would lack: ``(what, command that fetches it)``
+    pairs, empty when everything is there (folders given by path are never downloaded)."""
+    name = str(name_or_path)
+    spec = REGISTRY.get(name)
+    if spec is None or spec.repo is None:
+        return []
+    local = Path(checkpoints_dir) / name
+    if (local / "config.json").is_file() or (local / "osprey_config.json").is_file():
+        return []
+    fetch = f"python -m osprey download {name} --clip --checkpoints {checkpoints_dir}"
+    return [(f"{name} ({spec.repo}) in {local}", fetch)]
+
+
 def resolve_model_dir(
     name_or_path: str | Path, checkpoints_dir: Path = DEFAULT_CHECKPOINTS, download: bool = True
 ) -> Path:

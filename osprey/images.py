@@ -141,7 +141,12 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.n
             return _pil_to_rgb(img)
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL refuses to even open it (> ~179 MP)
+        raise ImageError(
+            f"image is far above the limit of {max_pixels / 1e6:.0f} MP (a decompression bomb?); "
+            "downscale it first"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image: {exc}") from exc
 
 

@@ -1,5 +1,6 @@
 """``python -m osprey.datagen``: see :mod:`osprey.datagen.cli`."""
 
 from osprey.datagen.cli import main
+from osprey.options import run
 
-raise SystemExit(main())
+raise SystemExit(run(main))

@@ -37,7 +37,9 @@ def load_sentence_model(location: str | Path | None = None, device: str = "cpu")
     """A ``SentenceTransformer`` (all-MiniLM-L6-v2 unless ``location`` names another)."""
     from sentence_transformers import SentenceTransformer  # deferred: heavy
 
-    return SentenceTransformer(str(location or minilm_location()), device=device)
+    return SentenceTransformer(
+        str(location or minilm_location()), device=device, trust_remote_code=False
+    )
 
 
 def embed(model: Any, texts: Sequence[str]) -> np.ndarray:

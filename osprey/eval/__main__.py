@@ -2,7 +2,9 @@
 
 import sys
 
+from osprey.options import run
+
 from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

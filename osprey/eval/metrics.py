@@ -61,7 +61,7 @@ def load_sentence_model(spec: str = "auto", device: str | None = None) -> Any:
 
     name = resolve_sentence_model(spec)
     try:
-        return SentenceTransformer(name, device=device or "cpu")
+        return SentenceTransformer(name, device=device or "cpu", trust_remote_code=False)
     except OSError as exc:
         raise DataError(
             f"cannot load the sentence encoder {name!r}: {exc}\nInstall it offline with "

@@ -3,6 +3,7 @@ classes)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,6 +49,28 @@ class TokenizerError(OspreyError, ValueError):
     """The tokenizer files do not give the ids the weights expect."""
 
 
+def _read_tokenizer(path: Path, model_max_length: int, gguf_file: str | None):
+    """The tokenizer files as transformers' stock classes read them, never running code: a folder
+    whose config asks for its own code (``auto_map``) is read with the stock LLaMA tokenizer."""
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    kwargs = dict(
+        legacy=True, use_fast=True, model_max_length=model_max_length, padding_side="right",
+        trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {}),
+    )  # fmt: skip
+    try:
+        return AutoTokenizer.from_pretrained(str(path), **kwargs)
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise TokenizerError(f"cannot read the tokenizer in {path}: {exc}") from exc
+        logging.getLogger(__name__).warning(
+            "%s asks to run its own tokenizer code; it is ignored (the stock LLaMA tokenizer "
+            "reads the files)", path,
+        )  # fmt: skip
+        kwargs.pop("trust_remote_code")
+        return LlamaTokenizer.from_pretrained(str(path), **kwargs)
+
+
 def load_tokenizer(
     path: str | Path,
     mask_token_id: int | None = None,
@@ -67,17 +90,11 @@ def load_tokenizer(
     given, ``<mask>`` and ``<pos>`` must come out at those ids (the weights' ids). A checkpoint's
     own code is never run (``trust_remote_code=False``).
     """
-    from transformers import AutoTokenizer
-
     path = Path(path)
     has_files = (path / "tokenizer.model").is_file() or (path / "tokenizer.json").is_file()
     if not has_files and not gguf_file:
         raise TokenizerError(f"no tokenizer.model or tokenizer.json in {path}")
-    extra = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(
-        str(path), legacy=True, use_fast=True, model_max_length=model_max_length,
-        padding_side="right", trust_remote_code=False, **extra,
-    )  # fmt: skip
+    tok = _read_tokenizer(path, model_max_length, gguf_file)
     tok.add_tokens(
         [C.MASK_TOKEN, C.POS_TOKEN], special_tokens=True
     )  # a no-op with added_tokens.json

@@ -53,7 +53,11 @@ def quantize_llm(model, bits: int, compute_dtype: torch.dtype) -> None:
     with tempfile.TemporaryDirectory(prefix="osprey-qlora-") as tmp:
         model.llm.save_pretrained(tmp)
         llm = LlamaForCausalLM.from_pretrained(
-            tmp, quantization_config=quant, dtype=compute_dtype, device_map={"": 0}
+            tmp,
+            quantization_config=quant,
+            dtype=compute_dtype,
+            device_map={"": 0},
+            trust_remote_code=False,
         )
     model.llm = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=True)
 

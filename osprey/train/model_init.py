@@ -122,6 +122,7 @@ def from_llm(
     if vision_arch not in ("release", "tiny"):
         raise InitError(f"vision_arch must be 'release' or 'tiny', not {vision_arch!r}")
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    kwargs["trust_remote_code"] = False  # a checkpoint's own code never runs
     tok = load_tokenizer(llm_path, model_max_length=max_length, gguf_file=gguf_file)
     llm_cfg = llm_config_from_hf(AutoConfig.from_pretrained(str(llm_path), **kwargs), tok)
     base = osprey_7b_config() if vision_arch == "release" else tiny_config()
