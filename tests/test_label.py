@@ -176,9 +176,12 @@ def test_cli_errors_are_one_line(tmp_path, photos, capsys):
     assert capsys.readouterr().err.startswith("error: unknown task(s) colour")
     assert run(main, [str(tmp_path / "none"), "--out", out, "--tiny"]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert run(main, [str(photos), "--out", out, "--model", "no-such-model"]) == 1
+    assert "neither a checkpoint folder nor a known model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main([str(photos), "--out", out, "--pred-iou-thresh", "1.5"])
     assert exit_.value.code == 2
+    assert not Path(out).exists() and not shard_dir(out).exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,6 +121,20 @@ def settings_from(args: argparse.Namespace):
     )  # fmt: skip
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """The model's name, the device and the dtype, checked before anything is loaded or Ray is
+    started. On a Ray cluster (an address) only the dtype: the workers' files and devices are not
+    this machine's."""
+    from osprey.devices import parse_dtype, resolve_device
+    from osprey.hub import check_model_name
+
+    parse_dtype(args.dtype)
+    if args.tiny or args.ray:
+        return
+    check_model_name(model_name(args))
+    resolve_device(args.device)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from osprey.label.inputs import list_images
     from osprey.label.regions import RegionIndex
@@ -128,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     settings = settings_from(args)
+    check_options(args)
     items = list_images(args.images, args.image_root)[: args.limit]
     if args.regions:
         items = RegionIndex.load(args.regions).attach(items)
