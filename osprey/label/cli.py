@@ -35,16 +35,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m osprey.label",
@@ -85,9 +75,9 @@ def _sam_options(p: argparse.ArgumentParser) -> None:
                    help="keep masks at least this stable (default: %(default)s)")  # fmt: skip
     g.add_argument("--box-nms-thresh", type=fraction, default=d.box_nms_thresh,
                    help="box IoU above which duplicates are dropped (default: %(default)s)")  # fmt: skip
-    g.add_argument("--min-area", type=non_negative_int, default=d.min_area,
+    g.add_argument("--min-area", type=int, default=d.min_area,
                    help="drop masks (and fill holes) smaller than this many pixels")  # fmt: skip
-    g.add_argument("--crop-n-layers", type=non_negative_int, default=d.crop_n_layers,
+    g.add_argument("--crop-n-layers", type=int, default=d.crop_n_layers,
                    help="SAM's zoomed-in crop layers (each costs encoder runs)")  # fmt: skip
     g.add_argument("--max-regions", type=positive_int, default=None,
                    help="at most N regions per image, largest first (default: all)")  # fmt: skip
