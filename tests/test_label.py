@@ -57,9 +57,9 @@ class CountingBackend(LocalBackend):
         super().__call__(items, counted)
 
 
-def run(items, out, labeller, **kwargs):
+def run(items, out, labeller, progress=False, **kwargs):
     backend = CountingBackend(labeller, kwargs.pop("stop_after", None))
-    summary = label_dataset(items, labeller.settings, out, backend, progress=False, **kwargs)
+    summary = label_dataset(items, labeller.settings, out, backend, progress=progress, **kwargs)
     return summary, backend.labelled
 
 
@@ -201,6 +201,16 @@ def test_rerun_skips_done_images_and_gives_the_same_file(tmp_path, photos, label
     resumed = json.loads((tmp_path / "a.json").read_text())
     assert resumed == json.loads((tmp_path / "b.json").read_text())
     assert len(resumed["annotations"]) == 9  # no duplicates from the three runs
+
+
+def test_progress_bar_counts_images_regions_and_skips(tmp_path, photos, labeller, capsys):
+    items = list_images(photos)
+    run(items[:2], tmp_path / "labels.json", labeller)
+    run(items, tmp_path / "labels.json", labeller, progress=True)
+    bar = capsys.readouterr().err.splitlines()[-1].split("\r")[-1]
+    assert bar.startswith("100%") and "5/5" in bar  # 2 done before, 3 now
+    assert "img/s" in bar or "s/img" in bar  # tqdm's rate (inverted when below 1)
+    assert " regions/s, 1 skipped]" in bar  # sub/truncated.jpg this time
 
 
 def test_interrupt_loses_at_most_the_images_in_flight(tmp_path, photos, labeller):

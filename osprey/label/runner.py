@@ -72,7 +72,7 @@ class Progress:
         self.regions += len(record.get("annotations", ()))
         self.skipped += "skipped" in record
         rate = self.regions / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix(regions_s=f"{rate:.2f}", skipped=self.skipped, refresh=False)
+        self.bar.set_postfix_str(f"{rate:.2f} regions/s, {self.skipped} skipped", refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:
