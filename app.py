@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +36,14 @@ TASK_LABELS = {
     "short": "Short description",
     "detailed": "Detailed description",
 }
-UNTRAINED = "**Development mode: tiny random models. The masks and answers are meaningless.**"
+CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: (every s, files older than s)
+IDLE_SESSION_S = 7200
+# The tiny SAM is untrained: at SAM's thresholds (0.88 / 0.95) "segment everything" keeps nothing.
+TINY_EVERYTHING = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+UNTRAINED = (
+    "**Development mode: tiny random models. The masks and answers are meaningless** (and "
+    "'Segment everything' keeps every mask: its thresholds are 0 for the untrained SAM)."
+)
 INTRO = (
     "## Osprey — point and describe\nUpload an image, click on an object (SAM makes the mask), "
     "add it as a region, then ask for its category or a description, or chat about several "
@@ -63,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--max-file-size", default=env("OSPREY_MAX_FILE_SIZE", "50mb"),
+                   help="largest upload the server accepts, e.g. 50mb (env OSPREY_MAX_FILE_SIZE)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=1, help="requests on the models at once")
     p.add_argument("--queue-size", type=int, default=64,
                    help="waiting requests before new ones are refused")  # fmt: skip
@@ -88,7 +98,10 @@ def build_service(args: argparse.Namespace):
         osp = Osprey.tiny()
         if compile_:
             osp.enable_static_decoding()
-        return RegionChat(osp, SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48))
+        return RegionChat(
+            osp, SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48),
+            everything=TINY_EVERYTHING,
+        )  # fmt: skip
     ckpt = checkpoints_dir(args)
     sam = SamBridge.from_pretrained(
         args.sam_model_type, args.sam_checkpoint, ckpt, device=args.device,
@@ -112,9 +125,18 @@ def build_demo(service):
     from osprey.api import Endpoints
     from osprey.session import Session
 
-    with gr.Blocks(title="Osprey: point and describe") as demo:
-        ui = _layout(service, gr.State(Session()))  # deep-copied for each visitor
-        _wire(ui, service)
+    visitors = Visitors(service)
+    # Gradio's cache (uploads, drawn images, exports): files older than an hour go, checked every
+    # ten minutes; a visitor's session is freed when the tab closes, or after two idle hours.
+    with gr.Blocks(title="Osprey: point and describe", delete_cache=CACHE_CLEANUP) as demo:
+        state = gr.State(Session(), time_to_live=IDLE_SESSION_S, delete_callback=visitors.forget)
+        ui = _layout(service, state)  # the Session is deep-copied for each visitor
+        _wire(ui, service, visitors)
+
+        def on_leave(request: gr.Request):
+            visitors.left(request)
+
+        demo.unload(on_leave)
         api = Endpoints(service)
         for name in Endpoints.NAMES:
             gr.api(guarded(GPU(getattr(api, name))), api_name=name)
@@ -131,7 +153,8 @@ def _layout(service, state) -> SimpleNamespace:
         gr.Markdown(UNTRAINED, elem_id="untrained")
     with gr.Row():
         with gr.Column(scale=3):
-            ui.canvas = gr.Image(label="Image (click to segment)", type="numpy",
+            # type="filepath": the app decodes uploads itself (size checked from the header first)
+            ui.canvas = gr.Image(label="Image (click to segment)", type="filepath",
                                  sources=["upload", "clipboard"], elem_id="canvas")  # fmt: skip
             ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode")
             with gr.Row():
@@ -141,8 +164,9 @@ def _layout(service, state) -> SimpleNamespace:
                 ui.describe_all = gr.Button("Describe all", elem_id="describe-all")
             ui.candidates = gr.Gallery(label="SAM candidates (click one: part vs whole)", columns=3,
                                        height=160, allow_preview=False, elem_id="candidates")  # fmt: skip
-            gr.Examples(EXAMPLES, inputs=ui.canvas, label="Examples",
-                        example_labels=[Path(p).stem for p in EXAMPLES])  # fmt: skip
+            ui.examples = gr.Dataset(components=["image"], samples=[[p] for p in EXAMPLES],
+                                     sample_labels=[Path(p).stem for p in EXAMPLES], type="index",
+                                     label="Examples (click one to open it)", elem_id="examples")  # fmt: skip
             ui.status = gr.Markdown(elem_id="status")
         with gr.Column(scale=2):
             _chat_column(ui)
@@ -245,7 +269,7 @@ def guarded(fn):
     return run
 
 
-def _wire(ui: SimpleNamespace, service) -> None:
+def _wire(ui: SimpleNamespace, service, visitors) -> None:
     """Connect every event to one service call and a redraw."""
     import gradio as gr
 
@@ -269,12 +293,18 @@ def _wire(ui: SimpleNamespace, service) -> None:
             return view(s, service.pick_auto(s, x, y))
         return view(s, service.click(s, x, y, mode))
 
-    ui.canvas.upload(
-        edit(service.open_image),
-        [ui.state, ui.canvas],
-        outs,
-        **private,
-    )
+    @guarded
+    def on_upload(s, path, request: gr.Request):
+        visitors.opened(s, service.open_image(s, path), request)
+        return view(s)
+
+    @guarded
+    def on_example(s, evt: gr.SelectData, request: gr.Request):
+        visitors.opened(s, service.open_image(s, EXAMPLES[evt.index]), request)
+        return view(s)
+
+    ui.canvas.upload(on_upload, [ui.state, ui.canvas], outs, **private)
+    ui.examples.select(on_example, [ui.state], outs, **private)
     ui.canvas.select(on_click, [ui.mode, ui.state], outs, **private)
 
     @guarded
@@ -319,6 +349,31 @@ def _wire(ui: SimpleNamespace, service) -> None:
                          [ui.state], ui.export_file, **private)  # fmt: skip
     ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
                         [ui.state], ui.export_file, **private)  # fmt: skip
+
+
+class Visitors:
+    """Which session belongs to which browser tab, so that a tab that closes frees its session at
+    once (Gradio itself keeps a closed tab's state for an hour)."""
+
+    def __init__(self, service):
+        self.service = service
+        self._sessions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def opened(self, s, _handle, request) -> None:
+        if request is not None and request.session_hash:
+            self._sessions[request.session_hash] = s
+
+    def left(self, request) -> None:
+        s = self._sessions.pop(request.session_hash, None) if request is not None else None
+        if s is not None:
+            self.service.close(s)
+
+    def forget(self, s) -> None:
+        """gr.State's delete callback (an idle session expired)."""
+        self.service.close(s)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
 
 def _index(value) -> int:
@@ -433,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     service = build_service(args)
     demo = build_demo(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    launch = {"share": args.share}
+    launch = {"share": args.share, "max_file_size": args.max_file_size}
     if args.host:
         launch["server_name"] = args.host
     if args.port:

@@ -187,5 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The ``osprey`` console script (``pip install`` puts it on the PATH)."""
     sys.exit(run(main))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -11,6 +11,7 @@ lists them with a runnable example each.
 # No ``from __future__ import annotations`` here: gr.api reads the return annotations as real types
 # (a tuple annotation declares several outputs).
 import json
+import math
 import tempfile
 import threading
 import time
@@ -21,12 +22,17 @@ from typing import Any
 import gradio as gr
 from gradio import FileData
 
+from osprey.errors import OspreyError
 from osprey.masks import encode_rle, load_mask_png, save_mask_png
 from osprey.service import RegionChat, ServiceError
 from osprey.session import Session
 
-API_SESSION_TTL = 3600.0  # seconds an idle API session is kept
+API_SESSION_TTL = 900.0  # seconds an idle API session is kept
 MAX_API_SESSIONS = 256
+MAX_POINTS = 64  # clicks in one prompt
+MAX_POINTS_PER_SIDE = 32  # "segment everything" grid: 32 x 32 clicks
+MAX_JSON_CHARS = 10_000
+MAX_MASK_FILES = 50
 
 
 def _path(file: Any) -> str:
@@ -36,13 +42,41 @@ def _path(file: Any) -> str:
     return str(getattr(file, "path", file))
 
 
-def _json(text: str, what: str, default: Any) -> Any:
+def _json(text: str, what: str, example: str) -> Any:
     if text is None or not str(text).strip():
-        return default
+        return None
+    if len(str(text)) > MAX_JSON_CHARS:
+        raise ServiceError(f"{what} is too long (at most {MAX_JSON_CHARS} characters)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ServiceError(f"{what} must be JSON, e.g. [[310, 190]]: {exc.msg}") from exc
+        raise ServiceError(f"{what} must be JSON like {example}: {exc.msg}") from None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_prompt(points: str, labels: str, box: str) -> tuple[list, list | None, list | None]:
+    """The /segment prompt from its JSON strings, checked: ``points`` [[x, y], ...] (at most
+    :data:`MAX_POINTS`), ``labels`` [1, 0, ...] (one per point), ``box`` [x0, y0, x1, y1]."""
+    pts = _json(points, "points", "[[310, 190], [420, 60]]") or []
+    if not isinstance(pts, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(map(_number, p)) for p in pts
+    ):
+        raise ServiceError("points must be a list of [x, y] pairs of numbers, e.g. [[310, 190]]")
+    if len(pts) > MAX_POINTS:
+        raise ServiceError(f"at most {MAX_POINTS} points per prompt")
+    labs = _json(labels, "labels", "[1, 0]")
+    if labs is not None and (
+        not isinstance(labs, list)
+        or not all(lab in (0, 1) and not isinstance(lab, bool) for lab in labs)
+    ):
+        raise ServiceError("labels must be a list of 1 (positive) and 0 (negative), e.g. [1, 0]")
+    bx = _json(box, "box", "[120, 40, 480, 390]")
+    if bx is not None and not (isinstance(bx, list) and len(bx) == 4 and all(map(_number, bx))):
+        raise ServiceError("box must be [x0, y0, x1, y1] in pixels, e.g. [120, 40, 480, 390]")
+    return pts, labs or None, bx
 
 
 class Sessions:
@@ -66,6 +100,11 @@ class Sessions:
                 self._items.popitem(last=False)
             return session
 
+    def pop(self, client: str) -> Session | None:
+        with self._lock:
+            entry = self._items.pop(client, None)
+        return entry[1] if entry else None
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -76,6 +115,7 @@ class Endpoints:
     NAMES = (
         "segment", "describe", "describe_all",
         "session_open", "session_click", "session_add", "session_ask", "session_export",
+        "session_close",
     )  # fmt: skip
 
     def __init__(self, service: RegionChat):
@@ -90,37 +130,46 @@ class Endpoints:
     ) -> tuple[FileData, dict]:
         """SAM mask for clicks (``points`` JSON [[x, y], ...], ``labels`` JSON [1, 0, ...]) and/or
         a ``box`` JSON [x0, y0, x1, y1]: the mask as a 0/255 PNG and {score, area, box}."""
+        pts, labs, bx = parse_prompt(points, labels, box)
         s = Session()
         self.service.open_image(s, _path(image))
-        best = self.service.prompt(
-            s, _json(points, "points", []), _json(labels, "labels", None) or None,
-            _json(box, "box", None),
-        )  # fmt: skip
+        best = self.service.prompt(s, pts, labs, bx)
         out = save_mask_png(best.mask, tempfile.mktemp(suffix=".png", dir=self._out))
         return FileData(path=str(out)), {"score": best.score, "area": best.area, "box": best.box}
 
     def describe(
-        self, image: FileData, masks: list[FileData], task: str = "short", question: str = ""
-    ) -> str:
-        """Per-region answers to ``task`` (category, short, detailed) as a JSON list, or with a
-        ``question`` the answer about all the masks (region1, region2, ... in their order)."""
+        self, image: FileData, masks: list[FileData], task: str = "short", question: str = "",
+        max_new_tokens: int = 0,
+    ) -> list[str] | str:  # fmt: skip
+        """Per-region answers to ``task`` (category, short, detailed), one string per mask; or
+        with a ``question`` the answer about all the masks (region1, region2, ... in their order).
+        ``max_new_tokens``: 0 for the app's default, else at most the app's limit."""
+        if len(masks or []) > MAX_MASK_FILES:
+            raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
+        tokens = self.service.token_budget(task, max_new_tokens)
         s = Session()
         self.service.open_image(s, _path(image))
         for f in masks or []:
-            self.service.add_mask(s, load_mask_png(_path(f)))
+            self.service.add_mask(s, _mask(f))
         if question:
-            return _last(self.service.ask(s, question)).text
-        return json.dumps([text for _, text in self.service.describe(s, task or "short")])
+            return _last(self.service.ask(s, question, max_new_tokens=tokens)).text
+        return [
+            text for _, text in self.service.describe(s, task or "short", max_new_tokens=tokens)
+        ]
 
     def describe_all(
         self, image: FileData, points_per_side: float = 16, pred_iou_thresh: float = 0.88,
         stability_score_thresh: float = 0.95,
     ) -> list[dict]:  # fmt: skip
-        """Segment everything, then category and short caption of every mask (one row each)."""
+        """Segment everything (a ``points_per_side``² grid of clicks, at most
+        :data:`MAX_POINTS_PER_SIDE`; SAM's thresholds), then category and short caption of every
+        mask (one row each)."""
+        if not (_number(points_per_side) and 1 <= points_per_side <= MAX_POINTS_PER_SIDE):
+            raise ServiceError(f"points_per_side must be between 1 and {MAX_POINTS_PER_SIDE}")
         s = Session()
         self.service.open_image(s, _path(image))
         self.service.segment_everything(
-            s, int(points_per_side or 16), pred_iou_thresh=float(pred_iou_thresh),
+            s, points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
             stability_score_thresh=float(stability_score_thresh),
         )  # fmt: skip
         return self.service.describe_all(s) if s.auto else []
@@ -153,6 +202,20 @@ class Endpoints:
     def session_export(self, request: gr.Request) -> dict:
         """The session's regions, answers and chat as COCO-RLE JSON."""
         return self.service.export(self.sessions.get(request.session_hash))
+
+    def session_close(self, request: gr.Request) -> bool:
+        """Forget this client's session now (otherwise it expires after 15 idle minutes)."""
+        session = self.sessions.pop(request.session_hash)
+        if session is not None:
+            self.service.close(session)
+        return session is not None
+
+
+def _mask(file: Any):
+    try:
+        return load_mask_png(_path(file))
+    except OspreyError as exc:
+        raise ServiceError(f"A mask cannot be used: {exc}") from exc
 
 
 def _last(replies):

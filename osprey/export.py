@@ -29,8 +29,17 @@ def to_json(session: Session, model: str, untrained: bool) -> dict[str, Any]:
     return {
         "image": {"height": image.height, "width": image.width} if image is not None else None,
         "model": model, "untrained": untrained, "regions": regions,
-        "chat": [{"question": q, "answer": a} for q, a in session.history],
+        "chat": _chat(session),
     }  # fmt: skip
+
+
+def _chat(session: Session) -> list[dict[str, Any]]:
+    """The chat; an answer still streaming is included as far as it has come, marked partial."""
+    chat: list[dict[str, Any]] = [{"question": q, "answer": a} for q, a in session.history]
+    if session.pending is not None:
+        q, a = session.pending
+        chat.append({"question": q, "answer": a, "partial": True})
+    return chat
 
 
 def to_zip(session: Session, data: dict[str, Any]) -> bytes:

@@ -32,6 +32,9 @@ from osprey.shared_prefix import SharedPrefix, decode_rows, row_bytes
 # the free device memory (each row's own KV, embeddings and attention scores), and this cap.
 BATCH_MEMORY_SHARE = 0.5
 MAX_BATCH_ROWS = 64
+# The prefix cache keeps at most this many bytes of keys and values (a 7B prompt prefix of 1.1k
+# tokens takes 0.55 GiB in bf16, so about four of them).
+DEFAULT_KV_CACHE_BYTES = 2 * 2**30
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +86,8 @@ class _StopOnEvent:
 class Generator:
     """Decodes answers for one model; thread-safe (one lock around all device work).
 
-    ``kv_cache_size``: prefix-cache entries (0 disables prefix reuse: the plain path).
+    ``kv_cache_size``: prefix-cache entries (0 disables prefix reuse: the plain path);
+    ``kv_cache_bytes``: and at most that many bytes of keys and values.
     ``batch_size``: regions per batched decode in :meth:`generate_rows`, or ``"auto"`` (as many as
     :data:`BATCH_MEMORY_SHARE` of the free memory holds, at most :data:`MAX_BATCH_ROWS`).
     """
@@ -94,13 +98,14 @@ class Generator:
         tokenizer,
         *,
         kv_cache_size: int = 4,
+        kv_cache_bytes: int | None = DEFAULT_KV_CACHE_BYTES,
         batch_size: int | str = "auto",
         lock: threading.RLock | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.lock = lock or threading.RLock()
-        self.prefix = PrefixCache(kv_cache_size)
+        self.prefix = PrefixCache(kv_cache_size, kv_cache_bytes)
         self.batch_size = batch_size
         self.last_batch_rows = 0  # rows per batch of the last batched decode (stats)
         self.decoder: StaticDecoder | None = None  # see enable_static_decoding()

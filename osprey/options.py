@@ -107,6 +107,9 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     debug = _env_flag("OSPREY_DEBUG") or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
+    except BrokenPipeError:  # the reader went away (`... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -69,8 +69,9 @@ class PrefixCache:
     describe-all on one image, or two users on the same example photo, keep their own).
     Not thread-safe: use under the model's lock."""
 
-    def __init__(self, max_entries: int = 4):
+    def __init__(self, max_entries: int = 4, max_bytes: int | None = None):
         self.max_entries = max_entries
+        self.max_bytes = max_bytes  # None: bounded by entries only
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._next_id = 0
         self.reused_tokens = 0
@@ -104,14 +105,34 @@ class PrefixCache:
             return
         self._entries[self._next_id] = _Entry(key, list(sig), cache)
         self._next_id += 1
-        while len(self._entries) > self.max_entries:
+        while len(self._entries) > self.max_entries or self._over_budget():
             self._entries.popitem(last=False)
+
+    def _over_budget(self) -> bool:
+        return (
+            self.max_bytes is not None and len(self._entries) > 1 and self.nbytes > self.max_bytes
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every stored key and value tensor."""
+        return sum(kv_bytes(e.cache) for e in self._entries.values())
 
     def clear(self) -> None:
         self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def kv_bytes(cache) -> int:
+    """Bytes of a transformers cache's key and value tensors."""
+    return sum(
+        t.numel() * t.element_size()
+        for layer in cache.layers
+        for t in (layer.keys, layer.values)
+        if t is not None
+    )
 
 
 def clone_prefix(cache, n: int):

@@ -111,7 +111,7 @@ class MaskPrompts:
 
     def segment_everything(
         self, session: Session, points_per_side: int = 16, **options: Any
-    ) -> int:
+    ) -> int:  # options: SAM's thresholds, see sam_bridge.everything.segment_everything
         """Every mask SAM finds (largest first); returns how many."""
         handle = need_image(session)
         try:

@@ -35,6 +35,7 @@ from osprey.session import (
     to_user_names,
 )
 
+MAX_QUESTION_CHARS = 2000
 DETAIL_TOKENS = 1024  # a detailed description may run long (the paper's setting)
 EVERYTHING_CATEGORY_TOKENS, EVERYTHING_CAPTION_TOKENS = 16, 48
 TASK_FIELDS = {"category": "category", "short": "caption", "detailed": "detail"}
@@ -56,9 +57,13 @@ class RegionChat:
     def __init__(
         self, osprey: Osprey, sam: Segmenter, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_regions: int = 50, detail_tokens: int = DETAIL_TOKENS,
+        everything: dict[str, Any] | None = None,
     ):  # fmt: skip
+        """``everything``: default options of "segment everything" (SAM's grid and thresholds;
+        the tiny, untrained SAM finds masks only with its thresholds at 0)."""
         self.osprey = osprey
         self.sam = sam
+        self.everything = {"points_per_side": 16, **(everything or {})}
         self.masks = MaskPrompts(sam)
         self.max_new_tokens = max_new_tokens
         self.detail_tokens = detail_tokens
@@ -101,8 +106,9 @@ class RegionChat:
     def clear_prompt(self, session: Session) -> None:
         session.clear_prompt()
 
-    def segment_everything(self, session: Session, points_per_side: int = 16, **options) -> int:
-        return self.masks.segment_everything(session, points_per_side, **options)
+    def segment_everything(self, session: Session, **options: Any) -> int:
+        """Every mask SAM finds; ``options`` override :attr:`everything`."""
+        return self.masks.segment_everything(session, **{**self.everything, **options})
 
     def pick_auto(self, session: Session, x: float, y: float) -> None:
         self.masks.pick_auto(session, x, y)
@@ -176,9 +182,18 @@ class RegionChat:
 
     # -- asking --------------------------------------------------------------------------------
 
+    def token_budget(self, task: str = "", requested: int = 0) -> int:
+        """Longest answer for ``task``: the app's setting, or ``requested`` (0: the setting) up to
+        it; asking for more is a :class:`ServiceError` (a client cannot ask for a million)."""
+        limit = self.detail_tokens if task == "detailed" else self.max_new_tokens
+        if requested and not 1 <= requested <= limit:
+            raise ServiceError(f"max_new_tokens must be between 1 and {limit} here")
+        return requested or limit
+
     def describe(
-        self, session: Session, task: str, indices: Sequence[int] | None = None
-    ) -> list[tuple[str, str]]:
+        self, session: Session, task: str, indices: Sequence[int] | None = None,
+        max_new_tokens: int = 0,
+    ) -> list[tuple[str, str]]:  # fmt: skip
         """``category`` / ``short`` / ``detailed`` for the chosen regions (default: all), batched.
         Returns (region's display name, answer) pairs; the answers are kept on the regions."""
         handle = self._image(session)
@@ -189,7 +204,7 @@ class RegionChat:
         indices = list(range(len(session.regions))) if not indices else list(indices)
         for i in indices:
             self._check_index(session, i)
-        tokens = self.detail_tokens if task == "detailed" else self.max_new_tokens
+        tokens = self.token_budget(task, max_new_tokens)
         masks = [session.regions[i].mask for i in indices]
         texts = _user_errors(lambda: self.osprey.describe(handle, masks, task, Generation(tokens)))
         for i, text in zip(indices, texts):
@@ -199,8 +214,9 @@ class RegionChat:
         ]
 
     def ask(
-        self, session: Session, question: str, stop: threading.Event | None = None
-    ) -> Iterator[Reply]:
+        self, session: Session, question: str, stop: threading.Event | None = None,
+        max_new_tokens: int = 0,
+    ) -> Iterator[Reply]:  # fmt: skip
         """Stream the answer to a free question about all regions (by their names or regionK) or,
         with no region, about the whole image. The exchange joins the chat history at the end.
         :meth:`stop` (or setting ``stop``, when given) ends it early."""
@@ -208,6 +224,8 @@ class RegionChat:
         question = question.strip()
         if not question:
             raise ServiceError("Type a question.")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise ServiceError(f"A question is at most {MAX_QUESTION_CHARS} characters.")
         masks = [r.mask for r in session.regions] or None
         model_q = to_model_names(session.regions, question)
         if stop is None:
@@ -216,22 +234,34 @@ class RegionChat:
         answers = []
         stream = self.osprey.stream(
             self.osprey.ask, handle, masks, model_q, session.history,
-            Generation(self.max_new_tokens), stop=stop, on_answer=answers.append,
+            Generation(self.token_budget("", max_new_tokens)), stop=stop, on_answer=answers.append,
         )  # fmt: skip
+        session.pending = (model_q, "")  # an export taken meanwhile shows the partial turn
         try:
             for text in stream:
                 if not answers:  # still streaming
+                    session.pending = (model_q, text)
                     yield Reply(to_user_names(session.regions, text))
                     continue
                 # the final, post-processed answer (stream() reported its Answer just before it)
-                session.history = [*session.history, (model_q, text)]
+                session.history, session.pending = [*session.history, (model_q, text)], None
                 yield Reply(to_user_names(session.regions, text), True, _dropped_note(answers[0]))
         except (RegionError, ContextLengthError) as exc:
             raise ServiceError(str(exc)) from exc
+        finally:
+            session.pending = None
 
     def stop(self, session: Session) -> None:
         """End the answer streaming for this session (the Stop button)."""
         self._stops.setdefault(session.id, threading.Event()).set()
+
+    def close(self, session: Session) -> None:
+        """The user left (tab closed, session expired): stop its answer, free its data."""
+        event = self._stops.pop(session.id, None)
+        if event is not None:
+            event.set()
+        session.reset()
+        session.id = ""
 
     # -- segment everything --------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ class Session:
     candidate: int = 0  # the chosen one of prediction.candidates
     regions: list[Region] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer), model names
+    pending: tuple[str, str] | None = None  # the exchange being answered: (question, text so far)
     undo_stack: list[list[Region]] = field(default_factory=list)
     redo_stack: list[list[Region]] = field(default_factory=list)
     auto: list[Candidate] = field(default_factory=list)  # "segment everything", largest first

@@ -225,3 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Errors the user can fix end in one ``error: ...`` line (exit 1), see osprey.options.run."""
     args = build_parser().parse_args(argv)
     return run(lambda _: _segment(args) if args.command == "segment" else _download(args), argv)
+
+
+def entry_point() -> None:
+    """The ``osprey-sam`` console script (``python -m sam_bridge``)."""
+    raise SystemExit(main())

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from sam_bridge.everything import AutoMask
 
 DEFAULT_CACHE_SIZE = 8
+# An embedding is (1, 256, 64, 64) float32 = 4 MiB for every SAM size; the cache holds at most
+# this many bytes whatever the entry count.
+DEFAULT_CACHE_BYTES = 64 * 2**20
 
 
 class ImageKey(str):
@@ -141,6 +144,10 @@ def _previous_logits(previous: Any, key: ImageKey, shape: tuple[int, int]) -> np
     return logits
 
 
+def _embedding_bytes(emb: Embedding) -> int:
+    return emb.features.numel() * emb.features.element_size()
+
+
 # ---------------------------------------------------------------------------------------------
 # the bridge
 
@@ -161,6 +168,7 @@ class SamBridge:
         dtype: str | torch.dtype | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         max_pixels: int = MAX_PIXELS,
+        max_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.device = resolve_device(device)
         # Autocast covers the image encoder only; the decoder is cheap and runs in float32. The
@@ -173,7 +181,7 @@ class SamBridge:
         self.model_type = model_type
         self.max_pixels = max_pixels
         self._predictor = SamPredictor(self.model)
-        self._cache = EmbeddingCache(cache_size)
+        self._cache = EmbeddingCache(cache_size, max_cache_bytes, _embedding_bytes)
         self._lock = threading.RLock()
         self._encodes = 0
         self._decoder = PromptDecoder(self.model, self._predictor.transform, self.device)

@@ -5,6 +5,7 @@ add a second region, ask about both, export the JSON and check it decodes to the
 import itertools
 import json
 import shutil
+import time
 import urllib.request
 
 import numpy as np
@@ -28,18 +29,29 @@ def url(tiny_service):
 
 
 @pytest.fixture(scope="module")
-def page(url):
+def browser(url):
     from playwright.sync_api import sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run", "--disable-dev-shm-usage", "--disable-sync"]  # fmt: skip
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        pg.goto(url)
-        yield pg
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url):
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(60_000)
+    pg.goto(url)
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, url):
+    pg = _open(browser, url)
+    yield pg
+    pg.close()
 
 
 def _idle(page) -> None:
@@ -134,3 +146,33 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
         assert any(np.array_equal(exported, m) for m in options)
     assert data["regions"][0]["category"]
     assert data["chat"] and data["chat"][0]["question"] == "How is region1 related to region2?"
+
+
+def test_an_example_opens_and_takes_clicks(browser, url):
+    pg = _open(browser, url)
+    pg.locator("#examples button").first.click()
+    pg.wait_for_function(
+        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
+    )
+    _idle(pg)
+    _click_image(pg, 0.5, 0.5)
+    pg.wait_for_function("() => document.querySelectorAll('#candidates img').length === 3")
+    pg.close()
+
+
+def test_closing_the_tab_frees_its_session_at_once(browser, url, tiny_service, monkeypatch):
+    closed = []
+    real_close = tiny_service.close
+    monkeypatch.setattr(tiny_service, "close", lambda s: (closed.append(s), real_close(s)))
+    pg = _open(browser, url)
+    pg.locator("#canvas input[type=file]").set_input_files(str(PHOTO))
+    pg.wait_for_function(
+        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
+    )
+    _idle(pg)
+    pg.close()
+    for _ in range(100):  # the server learns of the closed tab through its heartbeat
+        if closed:
+            break
+        time.sleep(0.1)
+    assert len(closed) == 1 and closed[0].image is None and closed[0].regions == []

@@ -158,7 +158,7 @@ def test_whole_image_question_and_region_limit(tiny_service, voc):
 def test_a_user_question_longer_than_the_context_is_refused(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 1)
     with pytest.raises(ServiceError, match="context"):
-        list(tiny_service.ask(s, "why " * 1200))
+        list(tiny_service.ask(s, "qzjx " * 399))  # 1995 characters, about 2000 tokens
 
 
 def test_stop_button_ends_the_stream(tiny_service, voc):
@@ -191,3 +191,22 @@ def test_a_chat_longer_than_the_context_drops_old_turns_and_says_so(tiny_service
     out = list(tiny_service.ask(s, "And now?"))
     assert out and "oldest turn(s) were left out" in out[-1].note
     assert len(s.history) == 7  # the full history is kept; only the prompt leaves turns out
+
+
+def test_an_export_taken_while_an_answer_streams_holds_the_partial_turn(tiny_service, voc):
+    s = _with_regions(tiny_service, voc, 1)
+    stream = tiny_service.ask(s, "What is region1?")
+    first = next(stream)
+    chat = tiny_service.export(s)["chat"]
+    assert chat == [{"question": "What is region1?", "answer": first.text, "partial": True}]
+    last = list(stream)[-1]
+    assert tiny_service.export(s)["chat"] == [{"question": "What is region1?", "answer": last.text}]
+
+
+def test_tiny_mode_segment_everything_finds_masks(voc):
+    import app
+
+    service = app.build_service(app.parse_args(["--tiny"]))
+    s = Session()
+    service.open_image(s, voc["rgb"])
+    assert service.segment_everything(s) > 0

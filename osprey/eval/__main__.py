@@ -6,5 +6,11 @@ from osprey.options import run
 
 from .cli import main
 
-if __name__ == "__main__":
+
+def entry_point() -> None:
+    """The ``osprey-eval`` console script."""
     sys.exit(run(main))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -14,11 +14,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(demo, concurrency: int = 2, max_size: int | None = None) -> Iterator[str]:
-    """Launch ``demo`` (queued) on 127.0.0.1 and yield its URL; closed on exit."""
+def serving(
+    demo, concurrency: int = 2, max_size: int | None = None, **launch: object
+) -> Iterator[str]:
+    """Launch ``demo`` (queued) on 127.0.0.1 and yield its URL; closed on exit. ``launch``:
+    more options of ``demo.launch`` (``max_file_size``, ...)."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch
+    )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
