@@ -7,6 +7,9 @@ The Ray backend is tested in tests/test_label_ray.py.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,9 @@ from osprey.label.shards import ShardStore, shard_dir
 from osprey.label.tasks import parse_tasks
 from osprey.masks import encode_rle
 from tests.support.label import SIZES, TINY_FLAGS, photo_folder, tiny_settings
+from tests.support.readme import blocks
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +356,21 @@ def test_region_index_matches_by_base_name_only_when_unique():
     assert index.find("a/x.jpg") is entry
     assert index.find("x.jpg") is None  # ambiguous
     assert index.find("other/y.jpg") is index.entries["c/y.jpg"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the README's offline example
+
+
+@pytest.mark.slow
+def test_readme_label_example_runs(tmp_path):
+    lang, code = blocks()["label"]
+    assert lang == "bash" and "/tmp/osprey-labels.json" in code
+    code = code.replace("/tmp/osprey-labels.json", str(tmp_path / "labels.json"))
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", code], cwd=REPO, capture_output=True, text=True,
+        timeout=600, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "4 images (0 skipped), 16 regions" in out.stdout
+    assert out.stdout.strip().endswith("16")  # pycocotools read 16 annotations back
