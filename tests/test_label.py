@@ -107,6 +107,10 @@ def test_text_and_coco_listings(tmp_path, photos):
         ('{"images": [{"file_name": "a.jpg", "id": "1"}]}', "no integer 'id'"),
         ("[1, 2]", "not a COCO JSON"),
         ("{not json", "cannot read"),
+        (
+            '{"images": [{"file_name": "a.jpg", "id": 1}, {"file_name": "b.jpg", "id": 1}]}',
+            "repeats the id 1",
+        ),
     ],
 )
 def test_bad_listings_are_usage_errors(tmp_path, content, message):
@@ -182,6 +186,8 @@ def test_cli_errors_are_one_line(tmp_path, photos, capsys):
     assert capsys.readouterr().err.startswith("error: unknown task(s) colour")
     assert run(main, [str(tmp_path / "none"), "--out", out, "--tiny"]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert run(main, [str(photos), "--out", str(tmp_path), "--tiny"]) == 1
+    assert "is a folder" in capsys.readouterr().err
     assert run(main, [str(photos), "--out", out, "--model", "no-such-model"]) == 1
     assert "neither a checkpoint folder nor a known model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:

@@ -99,9 +99,12 @@ def _coco(path: Path, root: Path) -> list[ImageItem]:
     images = read_coco(path).get("images")
     if not isinstance(images, list):
         raise UsageError(f"{path} has no 'images' list (expected a COCO JSON)")
-    items = []
+    items, ids = [], set()
     for n, image in enumerate(images):
         name, image_id = _coco_image(image, path, n)
+        if image_id in ids:
+            raise UsageError(f"{path}: images[{n}] ({name}) repeats the id {image_id}")
+        ids.add(image_id)
         items.append(ImageItem(name, str((root / name).resolve()), image_id))
     return items
 

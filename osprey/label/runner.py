@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osprey.errors import OspreyError
+from osprey.errors import OspreyError, UsageError
 from osprey.label.coco import to_coco, write_json_atomic
 from osprey.label.inputs import ImageItem
 from osprey.label.job import Labeller, LabelSettings
@@ -97,6 +97,8 @@ def label_dataset(
 ) -> Summary:  # fmt: skip
     """Label what is not done yet of ``items`` with ``backend``, then write ``out``."""
     out, start = Path(out), time.perf_counter()
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the JSON file to write")
     store = ShardStore(shard_dir(out))
     store.open(settings.fingerprint())
     todo = pending_items(items, store.records(), retry_skipped)
