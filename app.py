@@ -36,7 +36,7 @@ TASK_LABELS = {
     "short": "Short description",
     "detailed": "Detailed description",
 }
-CACHE_CLEANUP = (600, 3600)  # Gradio's delete_cache: (every s, files older than s)
+CACHE_TTL_S = 900  # files in Gradio's cache are deleted after this many seconds
 IDLE_SESSION_S = 7200
 # The tiny SAM is untrained: at SAM's thresholds (0.88 / 0.95) "segment everything" keeps nothing.
 TINY_EVERYTHING = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--cache-ttl", type=int, default=int(env("OSPREY_CACHE_TTL", str(CACHE_TTL_S))),
+                   help="seconds drawn images and exports stay in the server's cache")  # fmt: skip
     p.add_argument("--max-file-size", default=env("OSPREY_MAX_FILE_SIZE", "50mb"),
                    help="largest upload the server accepts, e.g. 50mb (env OSPREY_MAX_FILE_SIZE)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=1, help="requests on the models at once")
@@ -118,7 +120,7 @@ def build_service(args: argparse.Namespace):
 # the page
 
 
-def build_demo(service):
+def build_demo(service, cache_ttl: int = CACHE_TTL_S):
     """The page (layout, then wiring) and the API endpoints, over one RegionChat."""
     import gradio as gr
 
@@ -126,9 +128,11 @@ def build_demo(service):
     from osprey.session import Session
 
     visitors = Visitors(service)
-    # Gradio's cache (uploads, drawn images, exports): files older than an hour go, checked every
-    # ten minutes; a visitor's session is freed when the tab closes, or after two idle hours.
-    with gr.Blocks(title="Osprey: point and describe", delete_cache=CACHE_CLEANUP) as demo:
+    # Gradio's cache (drawn images, exports; uploads are deleted once decoded): files older than
+    # cache_ttl seconds go, checked every cache_ttl / 4; a visitor's session is freed when the
+    # tab closes, or after two idle hours.
+    cleanup = (max(1, cache_ttl // 4), cache_ttl)
+    with gr.Blocks(title="Osprey: point and describe", delete_cache=cleanup) as demo:
         state = gr.State(Session(), time_to_live=IDLE_SESSION_S, delete_callback=visitors.forget)
         ui = _layout(service, state)  # the Session is deep-copied for each visitor
         _wire(ui, service, visitors)
@@ -273,6 +277,8 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
     """Connect every event to one service call and a redraw."""
     import gradio as gr
 
+    from osprey.api import drop_upload
+
     outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.candidates, ui.status]
     private = {"api_visibility": "private"}
 
@@ -295,7 +301,10 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
 
     @guarded
     def on_upload(s, path, request: gr.Request):
-        visitors.opened(s, service.open_image(s, path), request)
+        try:
+            visitors.opened(s, service.open_image(s, path), request)
+        finally:  # the session holds the decoded image; the uploaded copy is not needed again
+            drop_upload(path)
         return view(s)
 
     @guarded
@@ -486,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_options(args)
     service = build_service(args)
-    demo = build_demo(service)
+    demo = build_demo(service, cache_ttl=args.cache_ttl)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     launch = {"share": args.share, "max_file_size": args.max_file_size}
     if args.host:

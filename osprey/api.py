@@ -42,6 +42,23 @@ def _path(file: Any) -> str:
     return str(getattr(file, "path", file))
 
 
+def drop_upload(path: str | None) -> None:
+    """Delete an uploaded file from Gradio's upload folder (and nothing outside it): once an image
+    is decoded into a session, the server does not need the file again."""
+    from gradio.utils import get_upload_folder
+
+    if path and Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
+        Path(path).unlink(missing_ok=True)
+
+
+def _open(service: RegionChat, session: Session, image: Any):
+    """Open an uploaded image in ``session``, then drop the upload."""
+    try:
+        return service.open_image(session, _path(image))
+    finally:
+        drop_upload(_path(image))
+
+
 def _json(text: str, what: str, example: str) -> Any:
     if text is None or not str(text).strip():
         return None
@@ -132,7 +149,7 @@ class Endpoints:
         a ``box`` JSON [x0, y0, x1, y1]: the mask as a 0/255 PNG and {score, area, box}."""
         pts, labs, bx = parse_prompt(points, labels, box)
         s = Session()
-        self.service.open_image(s, _path(image))
+        _open(self.service, s, image)
         best = self.service.prompt(s, pts, labs, bx)
         out = save_mask_png(best.mask, tempfile.mktemp(suffix=".png", dir=self._out))
         return FileData(path=str(out)), {"score": best.score, "area": best.area, "box": best.box}
@@ -148,7 +165,7 @@ class Endpoints:
             raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
         tokens = self.service.token_budget(task, max_new_tokens)
         s = Session()
-        self.service.open_image(s, _path(image))
+        _open(self.service, s, image)
         for f in masks or []:
             self.service.add_mask(s, _mask(f))
         if question:
@@ -167,7 +184,7 @@ class Endpoints:
         if not (_number(points_per_side) and 1 <= points_per_side <= MAX_POINTS_PER_SIDE):
             raise ServiceError(f"points_per_side must be between 1 and {MAX_POINTS_PER_SIDE}")
         s = Session()
-        self.service.open_image(s, _path(image))
+        _open(self.service, s, image)
         self.service.segment_everything(
             s, points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
             stability_score_thresh=float(stability_score_thresh),
@@ -179,7 +196,7 @@ class Endpoints:
     def session_open(self, image: FileData, request: gr.Request) -> dict:
         """Open an image in this client's session (regions and chat start over)."""
         s = self.sessions.get(request.session_hash)
-        handle = self.service.open_image(s, _path(image))
+        handle = _open(self.service, s, image)
         return {"height": handle.height, "width": handle.width}
 
     def session_click(self, x: float, y: float, mode: str, request: gr.Request) -> dict:

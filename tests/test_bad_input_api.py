@@ -137,6 +137,14 @@ def test_describe_limits(client, files):
     assert isinstance(answers, list) and len(answers) == 1
 
 
+def test_segment_everything_grid_is_capped(client, files):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="points_per_side must be between 1 and 32"):
+        client.predict(handle_file(str(files / "ok.png")), 1000, 0.0, 0.0, api_name="/describe_all")
+
+
 def test_uploads_above_the_size_limit_are_refused(client, files):
     with pytest.raises(Exception, match=r"(?i)size|large|413"):
         _segment(client, files / "too_big_file.png")

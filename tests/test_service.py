@@ -210,3 +210,15 @@ def test_tiny_mode_segment_everything_finds_masks(voc):
     s = Session()
     service.open_image(s, voc["rgb"])
     assert service.segment_everything(s) > 0
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("x" * 200, "at most 40 characters"), ("<mask>", "letters, digits"), ("{dog}", "letters")],
+)
+def test_region_names_have_a_length_and_a_character_rule(tiny_service, voc, name, message):
+    s = _with_regions(tiny_service, voc, 1)
+    with pytest.raises(ServiceError, match=message):
+        tiny_service.rename(s, 0, name)
+    tiny_service.rename(s, 0, "  red   car ")
+    assert s.regions[0].label == "red car"
