@@ -62,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parents=[model_options(), generation_options()],
     )
     p.add_argument("--sam-model-type", default=env("SAM_MODEL_TYPE", "vit_b"),
-                   choices=["vit_b", "vit_l", "vit_h"], help="SAM size (env SAM_MODEL_TYPE)")  # fmt: skip
+                   choices=["auto", "vit_b", "vit_l", "vit_h"],
+                   help="SAM size; auto: vit_h where it fits beside a bf16 LLM on a GPU, else "
+                   "vit_b (env SAM_MODEL_TYPE)")  # fmt: skip
     p.add_argument("--sam-checkpoint", default=None,
                    help="a SAM .pth file (default: downloaded into --checkpoints)")  # fmt: skip
     p.add_argument("--compile", action="store_true",
@@ -75,11 +77,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds drawn images and exports stay in the server's cache")  # fmt: skip
     p.add_argument("--max-file-size", default=env("OSPREY_MAX_FILE_SIZE", "50mb"),
                    help="largest upload the server accepts, e.g. 50mb (env OSPREY_MAX_FILE_SIZE)")  # fmt: skip
-    p.add_argument("--concurrency", type=int, default=1, help="requests on the models at once")
-    p.add_argument("--queue-size", type=int, default=64,
-                   help="waiting requests before new ones are refused")  # fmt: skip
+    p.add_argument("--max-active", type=int, default=int(env("OSPREY_MAX_ACTIVE", "32")),
+                   help="answers decoded together (continuous batching; env OSPREY_MAX_ACTIVE)")  # fmt: skip
+    p.add_argument("--queue-size", type=int, default=int(env("OSPREY_QUEUE_SIZE", "64")),
+                   help="answers waiting for a place before new ones are refused")  # fmt: skip
+    p.add_argument("--no-batching", action="store_true", default=bool(env("OSPREY_NO_BATCHING")),
+                   help="answer one request at a time (no continuous batching)")  # fmt: skip
+    p.set_defaults(quantize=env("OSPREY_QUANTIZE", "auto"))
     args = p.parse_args(argv)
-    if args.compile and args.quantize:
+    if args.compile and args.quantize in ("8bit", "4bit"):
         p.error("--compile does not combine with --quantize (bitsandbytes layers do not compile)")
     return args
 
@@ -90,30 +96,58 @@ def build_service(args: argparse.Namespace):
     from osprey.service import RegionChat
     from sam_bridge import SamBridge
 
-    compile_ = args.compile
-    if compile_ and os.environ.get("SPACES_ZERO_GPU"):
-        print(
-            "--compile ignored on ZeroGPU (the GPU is not held between requests)", file=sys.stderr
-        )
-        compile_ = False
+    compile_ = args.compile and not _zero_gpu("--compile is ignored")
     if args.tiny:
-        osp = Osprey.tiny()
-        if compile_:
-            osp.enable_static_decoding()
-        return RegionChat(
-            osp, SamBridge.tiny(), max_new_tokens=min(args.max_new_tokens, 48),
-            everything=TINY_EVERYTHING,
+        osp, sam, extra = Osprey.tiny(), SamBridge.tiny(), {"everything": TINY_EVERYTHING}
+        extra["max_new_tokens"] = min(args.max_new_tokens, 48)
+        kv_budget = 256 * 2**20
+    else:
+        fit = _fit(args)
+        compile_ = compile_ and fit.quantize is None
+        ckpt = checkpoints_dir(args)
+        sam = SamBridge.from_pretrained(
+            fit.sam_model_type, args.sam_checkpoint, ckpt, device=args.device,
+            download=not args.offline,
         )  # fmt: skip
-    ckpt = checkpoints_dir(args)
-    sam = SamBridge.from_pretrained(
-        args.sam_model_type, args.sam_checkpoint, ckpt, device=args.device,
-        download=not args.offline,
-    )  # fmt: skip
-    osp = Osprey.from_pretrained(
-        model_name(args), device=args.device, dtype=args.dtype, checkpoints_dir=ckpt,
-        clip_path=args.clip, download=not args.offline, quantize=args.quantize, compile=compile_,
-    )  # fmt: skip
-    return RegionChat(osp, sam, max_new_tokens=args.max_new_tokens)
+        osp = Osprey.from_pretrained(
+            model_name(args), device=args.device, dtype=args.dtype, checkpoints_dir=ckpt,
+            clip_path=args.clip, download=not args.offline, quantize=fit.quantize,
+            compile=compile_,
+        )  # fmt: skip
+        extra = {"max_new_tokens": args.max_new_tokens}
+        kv_budget = _kv_budget(fit, osp)
+    if compile_ and args.tiny:
+        osp.enable_static_decoding()
+    if not (args.no_batching or compile_ or _zero_gpu("answers are generated per request")):
+        osp.generator.enable_batching(
+            max_active=args.max_active, max_waiting=args.queue_size, kv_budget=kv_budget
+        )
+    return RegionChat(osp, sam, **extra)
+
+
+def _zero_gpu(consequence: str) -> bool:
+    """On ZeroGPU Spaces the GPU is lent per request (no background thread can hold it)."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        print(f"ZeroGPU: {consequence} (the GPU is not held between requests)", file=sys.stderr)
+        return True
+    return False
+
+
+def _fit(args: argparse.Namespace):
+    """The LLM's form and SAM's size for this machine (osprey.hardware), printed once."""
+    from osprey.devices import resolve_device
+    from osprey.hardware import plan
+
+    fit = plan(resolve_device(args.device).type, args.quantize, args.sam_model_type)
+    print(fit.describe(), file=sys.stderr)
+    return fit
+
+
+def _kv_budget(fit, osp) -> int:
+    from osprey.engine import default_kv_budget
+    from osprey.hardware import kv_budget_bytes
+
+    return kv_budget_bytes(fit, default_kv_budget(osp.model.device))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,9 +175,10 @@ def build_demo(service, cache_ttl: int = CACHE_TTL_S):
             visitors.left(request)
 
         demo.unload(on_leave)
-        api = Endpoints(service)
+        api, lane = Endpoints(service), lanes(service)
         for name in Endpoints.NAMES:
-            gr.api(guarded(GPU(getattr(api, name))), api_name=name)
+            endpoint = guarded(GPU(getattr(api, name)))
+            gr.api(endpoint, api_name=name, **lane[API_LANES.get(name, "interactive")])
     return demo
 
 
@@ -273,14 +308,29 @@ def guarded(fn):
     return run
 
 
+def lanes(service) -> dict[str, dict]:
+    """Gradio concurrency groups, so that a click never queues behind an answer: ``interactive``
+    (clicks, candidates, region edits, exports: SAM's decoder, milliseconds), ``encode`` (a new
+    image: SAM's encoder and the vision tower, seconds on a CPU) and ``answer`` (anything the LLM
+    generates: as many at once as the batching engine takes plus its line; one without it)."""
+    engine = service.osprey.generator.engine
+    answers = engine.admission.max_active + engine.admission.max_waiting if engine else 1
+    return {
+        "interactive": {"concurrency_id": "interactive", "concurrency_limit": 4},
+        "encode": {"concurrency_id": "encode", "concurrency_limit": 1},
+        "answer": {"concurrency_id": "answer", "concurrency_limit": answers},
+    }
+
+
+API_LANES = {"segment": "encode", "describe": "answer", "describe_all": "answer",
+             "session_open": "encode", "session_ask": "answer"}  # fmt: skip
+
+
 def _wire(ui: SimpleNamespace, service, visitors) -> None:
     """Connect every event to one service call and a redraw."""
-    import gradio as gr
-
-    from osprey.api import drop_upload
-
+    lane = {k: {**v, "api_visibility": "private"} for k, v in lanes(service).items()}
     outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.candidates, ui.status]
-    private = {"api_visibility": "private"}
+    _wire_image(ui, service, visitors, outs, lane)
 
     def edit(action):
         """A handler: ``action(session, *inputs)``, then a redraw with its message (if a str)."""
@@ -291,13 +341,40 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
 
         return guarded(run)
 
-    @guarded
-    @GPU
-    def on_click(mode, s, evt: gr.SelectData):
-        x, y = evt.index
-        if mode.startswith("pick"):
-            return view(s, service.pick_auto(s, x, y))
-        return view(s, service.click(s, x, y, mode))
+    fast = lane["interactive"]
+    ui.add.click(edit(service.add_region), [ui.state], outs, **fast)
+    ui.clear_clicks.click(edit(service.clear_prompt), [ui.state], outs, **fast)
+    rename = edit(lambda s, i, name: service.rename(s, _index(i), name))
+    ui.rename.click(rename, [ui.state, ui.pick, ui.new_name], outs, **fast)
+    ui.delete.click(
+        edit(lambda s, i: service.delete(s, _index(i))), [ui.state, ui.pick], outs, **fast
+    )
+    for button, action in ((ui.undo, service.undo), (ui.redo, service.redo),
+                           (ui.clear_all, service.clear_regions)):  # fmt: skip
+        button.click(edit(action), [ui.state], outs, **fast)
+    for task, button in ui.tasks.items():
+        button.click(_describe_handler(service, task), [ui.selected, ui.chat, ui.state],
+                     [ui.chat, *outs], **lane["answer"])  # fmt: skip
+    send = {"fn": _send_handler(service), "inputs": [ui.question, ui.chat, ui.state],
+            "outputs": [ui.chat, ui.question, ui.state], **lane["answer"]}  # fmt: skip
+    ui.send.click(**send)
+    ui.question.submit(**send)
+    ui.stop.click(
+        lambda s: service.stop(s), [ui.state], None, queue=False, api_visibility="private"
+    )
+    ui.describe_all.click(_describe_all_handler(service), [ui.state], [ui.auto_table, *outs],
+                          **lane["answer"])  # fmt: skip
+    ui.export_json.click(guarded(lambda s: _write("regions.json", json.dumps(service.export(s), indent=2))),
+                         [ui.state], ui.export_file, **fast)  # fmt: skip
+    ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
+                        [ui.state], ui.export_file, **fast)  # fmt: skip
+
+
+def _wire_image(ui: SimpleNamespace, service, visitors, outs: list, lane: dict) -> None:
+    """Opening an image (upload, example), clicking it, SAM's candidates, segment everything."""
+    import gradio as gr
+
+    from osprey.api import drop_upload
 
     @guarded
     def on_upload(s, path, request: gr.Request):
@@ -312,52 +389,23 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
         visitors.opened(s, service.open_image(s, EXAMPLES[evt.index]), request)
         return view(s)
 
-    ui.canvas.upload(on_upload, [ui.state, ui.canvas], outs, **private)
-    ui.examples.select(on_example, [ui.state], outs, **private)
-    ui.canvas.select(on_click, [ui.mode, ui.state], outs, **private)
+    @guarded
+    @GPU
+    def on_click(mode, s, evt: gr.SelectData):
+        x, y = evt.index
+        if mode.startswith("pick"):
+            return view(s, service.pick_auto(s, x, y))
+        return view(s, service.click(s, x, y, mode))
 
     @guarded
     def on_candidate(s, evt: gr.SelectData):
         return view(s, service.choose_candidate(s, evt.index))
 
-    ui.candidates.select(on_candidate, [ui.state], outs, **private)
-    ui.add.click(edit(service.add_region), [ui.state], outs, **private)
-    ui.clear_clicks.click(edit(service.clear_prompt), [ui.state], outs, **private)
-    ui.rename.click(
-        edit(lambda s, i, name: service.rename(s, _index(i), name)),
-        [ui.state, ui.pick, ui.new_name],
-        outs,
-        **private,
-    )
-    ui.delete.click(
-        edit(lambda s, i: service.delete(s, _index(i))), [ui.state, ui.pick], outs, **private
-    )
-    for button, action in (
-        (ui.undo, service.undo),
-        (ui.redo, service.redo),
-        (ui.clear_all, service.clear_regions),
-    ):
-        button.click(edit(action), [ui.state], outs, **private)
-    for task, button in ui.tasks.items():
-        button.click(
-            _describe_handler(service, task),
-            [ui.selected, ui.chat, ui.state],
-            [ui.chat, *outs],
-            **private,
-        )
-    send = {"fn": _send_handler(service), "inputs": [ui.question, ui.chat, ui.state],
-            "outputs": [ui.chat, ui.question, ui.state], **private}  # fmt: skip
-    ui.send.click(**send)
-    ui.question.submit(**send)
-    ui.stop.click(lambda s: service.stop(s), [ui.state], None, queue=False, **private)
-    ui.everything.click(_everything_handler(service), [ui.state], outs, **private)
-    ui.describe_all.click(
-        _describe_all_handler(service), [ui.state], [ui.auto_table, *outs], **private
-    )
-    ui.export_json.click(guarded(lambda s: _write("regions.json", json.dumps(service.export(s), indent=2))),
-                         [ui.state], ui.export_file, **private)  # fmt: skip
-    ui.export_zip.click(guarded(lambda s: _write("regions.zip", service.export_masks_zip(s))),
-                        [ui.state], ui.export_file, **private)  # fmt: skip
+    ui.canvas.upload(on_upload, [ui.state, ui.canvas], outs, **lane["encode"])
+    ui.examples.select(on_example, [ui.state], outs, **lane["encode"])
+    ui.canvas.select(on_click, [ui.mode, ui.state], outs, **lane["interactive"])
+    ui.candidates.select(on_candidate, [ui.state], outs, **lane["interactive"])
+    ui.everything.click(_everything_handler(service), [ui.state], outs, **lane["encode"])
 
 
 class Visitors:
@@ -414,7 +462,9 @@ def _send_handler(service):
         chat = [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         try:
             for reply in service.ask(s, question):
-                chat[-1] = {"role": "assistant", "content": reply.text}
+                text = reply.text or (f"(waiting for a free place: {reply.waiting} in line)"
+                                      if reply.waiting else "")  # fmt: skip
+                chat[-1] = {"role": "assistant", "content": text}
                 yield chat, "", s
                 if reply.note:
                     gr.Info(reply.note)
@@ -496,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     check_options(args)
     service = build_service(args)
     demo = build_demo(service, cache_ttl=args.cache_ttl)
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    demo.queue(max_size=4 * args.queue_size)  # each event's lane limits how many run at once
     launch = {"share": args.share, "max_file_size": args.max_file_size}
     if args.host:
         launch["server_name"] = args.host

@@ -1,17 +1,24 @@
-"""Load test: N concurrent gradio_client sessions against the app with tiny models, on loopback.
+"""Load test: many sessions on one app (tiny models, loopback), with and without continuous
+batching, measured side by side in one run.
 
-    python benchmarks/load_test.py [--sessions 20] [--concurrency 2]
+    python benchmarks/load_test.py [--sessions 1 4 8 16] [--seconds 20]
+    python benchmarks/load_test.py --sessions 20 --isolation      # the isolation check only
 
-Each session opens its own image (a different photo or a flipped copy), clicks twice, adds both
-masks as regions, asks a question and exports. Prints per-step latencies (p50 / p95) and errors,
-and checks that every session's export holds exactly its own image size and its own masks
-(no session ever sees another's state). Exit code 1 on any error or leak.
+Streaming scenario (default), for each N: N gradio_client sessions each open their own photo,
+make a region and then ask questions back to back for ``--seconds`` (answers streamed through
+``/session_ask``), while one more session clicks (``/session_click``) every 0.3 s. Printed per N
+and mode (``batching`` = the app as it starts, ``per request`` = ``--no-batching``): click
+latency p50 / p95 (and with no answers running: idle), answers, aggregate tokens/s, time to
+the first streamed text p50 / p95, errors. Then the ratios batching / per request.
+
+Isolation scenario: N sessions at once (open, two clicks, two regions, a question, export);
+every export must hold exactly its own image size, masks and chat. Exit code 1 on any error or
+leak, in both scenarios. Prints numbers; asserts nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,41 +33,190 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+QUESTION = "What is region1 doing, and what is next to it?"
 
-def launch(concurrency: int) -> str:
+
+def launch(batching: bool):
+    """The app as ``python app.py --tiny [--no-batching]`` builds it, served in-process."""
     import app
+    from tests.support.servers import start
 
-    service = app.build_service(app.parse_args(["--tiny"]))
+    argv = ["--tiny"] + ([] if batching else ["--no-batching"])
+    service = app.build_service(app.parse_args(argv))
     demo = app.build_demo(service)
-    demo.queue(default_concurrency_limit=concurrency, max_size=256)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    return f"http://127.0.0.1:{port}/"
+    demo.queue(max_size=1024)
+    return demo, service, f"http://127.0.0.1:{start(demo)}/"
 
 
-def images(n: int, folder: Path) -> list[Path]:
-    photos = sorted((REPO / "examples").glob("*.jpg"))
+def photos(n: int, folder: Path) -> list[Path]:
+    """n different photos: the examples, flipped and rotated."""
+    sources = sorted((REPO / "examples").glob("*.jpg"))
     out = []
     for i in range(n):
-        rgb = np.asarray(Image.open(photos[i % len(photos)]).convert("RGB"))
-        variant = [rgb, rgb[:, ::-1], rgb[::-1], rgb[::-1, ::-1], np.rot90(rgb)][
-            (i // len(photos)) % 5
-        ]
+        rgb = np.asarray(Image.open(sources[i % len(sources)]).convert("RGB"))
+        variant = [rgb, rgb[:, ::-1], rgb[::-1], rgb[::-1, ::-1], np.rot90(rgb)][(i // 4) % 5]
         path = folder / f"session{i}.png"
         Image.fromarray(np.ascontiguousarray(variant)).save(path)
         out.append(path)
     return out
 
 
-def session(url: str, image: Path, seed: int, times: dict, errors: list, leaks: list) -> None:
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming scenario
+
+
+class Run:
+    """Counters of one (N, mode) run, filled by the client threads."""
+
+    def __init__(self):
+        self.clicks: list[float] = []
+        self.ttft: list[float] = []
+        self.tokens = 0
+        self.answers = 0
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+
+
+def asker(url: str, photo: Path, until: float, run: Run, tokenizer) -> None:
+    from gradio_client import Client, handle_file
+
+    try:
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
+        client.predict(handle_file(str(photo)), api_name="/session_open")
+        client.predict(40, 40, "positive", api_name="/session_click")
+        client.predict(api_name="/session_add")
+        while time.perf_counter() < until:
+            t0, first = time.perf_counter(), None
+            job = client.submit(QUESTION, api_name="/session_ask")
+            for text in job:
+                if first is None and text:
+                    first = time.perf_counter() - t0
+            answer = job.result()
+            with run.lock:
+                run.ttft.append(first if first is not None else time.perf_counter() - t0)
+                run.tokens += len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+                run.answers += 1
+        client.predict(api_name="/session_close")
+    except Exception as exc:  # every failure is counted, none stops the others
+        run.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def clicker(url: str, photo: Path, stop: threading.Event, run: Run) -> None:
+    from gradio_client import Client, handle_file
+
+    try:
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
+        client.predict(handle_file(str(photo)), api_name="/session_open")
+        rng = np.random.default_rng(0)
+        while not stop.is_set():
+            x, y = (float(v) for v in rng.integers(10, 300, 2))
+            t0 = time.perf_counter()
+            client.predict(x, y, "positive", api_name="/session_click")
+            run.clicks.append(time.perf_counter() - t0)
+            stop.wait(0.3)
+    except Exception as exc:
+        run.errors.append(f"clicker {type(exc).__name__}: {exc}")
+
+
+def measure(url: str, tokenizer, n: int, seconds: float, images: list[Path]) -> Run:
+    run, stop = Run(), threading.Event()
+    click = threading.Thread(target=clicker, args=(url, images[-1], stop, run))
+    click.start()
+    until = time.perf_counter() + seconds
+    askers = [threading.Thread(target=asker, args=(url, images[i], until, run, tokenizer))
+              for i in range(n)]  # fmt: skip
+    t0 = time.perf_counter()
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()
+    run.wall = time.perf_counter() - t0
+    stop.set()
+    click.join()
+    return run
+
+
+def idle_clicks(url: str, image: Path, seconds: float = 6.0) -> list[float]:
+    run, stop = Run(), threading.Event()
+    thread = threading.Thread(target=clicker, args=(url, image, stop, run))
+    thread.start()
+    time.sleep(seconds)
+    stop.set()
+    thread.join()
+    return run.clicks
+
+
+def streaming(sizes: list[int], seconds: float) -> int:
+    rows, errors = {}, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        images = photos(max(sizes) + 1, Path(tmp))
+        for batching in (True, False):
+            demo, service, url = launch(batching)
+            mode = "batching" if batching else "per request"
+            try:
+                idle = idle_clicks(url, images[-1])
+                print(f"{mode}: idle clicks p50 {pct(idle, 50) * 1e3:.0f} ms, "
+                      f"p95 {pct(idle, 95) * 1e3:.0f} ms", flush=True)  # fmt: skip
+                rows[(mode, 0)] = idle
+                for n in sizes:
+                    run = measure(url, service.osprey.tokenizer, n, seconds, images)
+                    rows[(mode, n)] = run
+                    errors += len(run.errors)
+                    _print_run(mode, n, run)
+            finally:
+                demo.close()
+                service.osprey.generator.disable_batching()
+    _print_table(rows, sizes)
+    return 1 if errors else 0
+
+
+def _print_run(mode: str, n: int, run: Run) -> None:
+    print(f"  {mode}, N={n}: {run.answers} answers, {run.tokens / run.wall:.1f} tokens/s, "
+          f"TTFT p50 {pct(run.ttft, 50):.2f} s, clicks p95 {pct(run.clicks, 95) * 1e3:.0f} ms, "
+          f"{len(run.errors)} errors {run.errors[:2]}", flush=True)  # fmt: skip
+
+
+def _print_table(rows: dict, sizes: list[int]) -> None:
+    print("\n| N | mode | click p50 / p95 ms | answers | tokens/s | TTFT p50 / p95 s | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in ("batching", "per request"):
+        idle = rows[(mode, 0)]
+        print(
+            f"| 0 (idle) | {mode} | {pct(idle, 50) * 1e3:.0f} / {pct(idle, 95) * 1e3:.0f} | | | | |"
+        )
+        for n in sizes:
+            r = rows[(mode, n)]
+            print(f"| {n} | {mode} | {pct(r.clicks, 50) * 1e3:.0f} / {pct(r.clicks, 95) * 1e3:.0f} | "
+                  f"{r.answers} | {r.tokens / r.wall:.1f} | {pct(r.ttft, 50):.2f} / "
+                  f"{pct(r.ttft, 95):.2f} | {len(r.errors)} |")  # fmt: skip
+    base = rows[("batching", sizes[0])]
+    print("\nratios, batching / per request (tokens/s), and against N=" + str(sizes[0]) + ":")
+    for n in sizes:
+        on, off = rows[("batching", n)], rows[("per request", n)]
+        speed_on, speed_off = on.tokens / on.wall, off.tokens / off.wall
+        print(f"  N={n}: tokens/s x{speed_on / max(speed_off, 1e-9):.2f} vs per request; "
+              f"x{speed_on / max(base.tokens / base.wall, 1e-9):.2f} vs batching N={sizes[0]}; "
+              f"click p95 {pct(on.clicks, 95) * 1e3:.0f} ms vs idle "
+              f"{pct(rows[('batching', 0)], 95) * 1e3:.0f} ms")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# isolation scenario
+
+
+def isolated_session(
+    url: str, image: Path, seed: int, times: dict, errors: list, leaks: list
+) -> None:
     from gradio_client import Client, handle_file
 
     rng = np.random.default_rng(seed)
     h, w = np.asarray(Image.open(image)).shape[:2]
     try:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
 
         def step(name, *args):
             t = time.perf_counter()
@@ -71,61 +227,62 @@ def session(url: str, image: Path, seed: int, times: dict, errors: list, leaks: 
         step("session_open", handle_file(str(image)))
         masks = []
         for _ in range(2):
-            x, y = float(rng.integers(0, w)), float(rng.integers(0, h))
-            info = step("session_click", x, y, "positive")
+            info = step(
+                "session_click", float(rng.integers(0, w)), float(rng.integers(0, h)), "positive"
+            )
             masks.append(info["rle"])
             step("session_add")
         step("session_ask", "How is region1 related to region2?")
         export = step("session_export")
         if export["image"] != {"height": h, "width": w}:
-            leaks.append(
-                f"session {seed}: export is of a {export['image']} image, its own is {h}x{w}"
-            )
+            leaks.append(f"session {seed}: export of a {export['image']} image, its own is {h}x{w}")
         got = [r["segmentation"] for r in export["regions"]]
         if got != masks or len(export["chat"]) != 1:
             leaks.append(
-                f"session {seed}: export holds {len(got)} regions / {len(export['chat'])} chat turns not its own"
+                f"session {seed}: {len(got)} regions / {len(export['chat'])} turns not its own"
             )
-    except Exception as exc:  # every failure is reported, none stops the others
+    except Exception as exc:
         errors.append(f"session {seed}: {type(exc).__name__}: {exc}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sessions", type=int, default=20)
-    ap.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
-    ap.add_argument(
-        "--url", default=None, help="test a running app instead of launching one (--tiny)"
-    )
-    args = ap.parse_args(argv)
-    url = args.url or launch(args.concurrency)
+def isolation(n: int) -> int:
+    demo, service, url = launch(batching=True)
     times: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     leaks: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = images(args.sessions, Path(tmp))
-        threads = [
-            threading.Thread(target=session, args=(url, p, i, times, errors, leaks))
-            for i, p in enumerate(paths)
-        ]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            threads = [threading.Thread(target=isolated_session, args=(url, p, i, times, errors, leaks))
+                       for i, p in enumerate(photos(n, Path(tmp)))]  # fmt: skip
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
+    finally:
+        demo.close()
+        service.osprey.generator.disable_batching()
     print(
-        f"{args.sessions} concurrent sessions against {url} in {wall:.1f} s (app concurrency {args.concurrency})"
+        f"{n} concurrent sessions in {wall:.1f} s\n| step | calls | p50 s | p95 s |\n|---|---|---|---|"
     )
-    print("| step | calls | p50 s | p95 s |\n|---|---|---|---|")
     for name, ts in times.items():
-        print(
-            f"| {name} | {len(ts)} | {statistics.median(ts):.2f} | {float(np.percentile(ts, 95)):.2f} |"
-        )
+        print(f"| {name} | {len(ts)} | {statistics.median(ts):.2f} | {pct(ts, 95):.2f} |")
     print(f"errors: {len(errors)}; sessions whose export was not their own: {len(leaks)}")
     for line in errors + leaks:
         print("  " + line)
     return 1 if errors or leaks else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8, 16])
+    ap.add_argument("--seconds", type=float, default=20.0, help="how long each N asks questions")
+    ap.add_argument("--isolation", action="store_true", help="the isolation scenario only")
+    args = ap.parse_args(argv)
+    if args.isolation:
+        return isolation(args.sessions[-1])
+    return streaming(args.sessions, args.seconds)
 
 
 if __name__ == "__main__":

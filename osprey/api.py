@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,8 @@ class Endpoints:
         max_new_tokens: int = 0,
     ) -> list[str] | str:  # fmt: skip
         """Per-region answers to ``task`` (category, short, detailed), one string per mask; or
-        with a ``question`` the answer about all the masks (region1, region2, ... in their order).
+        with a ``question`` the answer about all the masks (region1, region2, ... in their order),
+        streamed as it grows (``Client.submit`` sees every step, ``predict`` the final answer).
         ``max_new_tokens``: 0 for the app's default, else at most the app's limit."""
         if len(masks or []) > MAX_MASK_FILES:
             raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
@@ -169,10 +171,9 @@ class Endpoints:
         for f in masks or []:
             self.service.add_mask(s, _mask(f))
         if question:
-            return _last(self.service.ask(s, question, max_new_tokens=tokens)).text
-        return [
-            text for _, text in self.service.describe(s, task or "short", max_new_tokens=tokens)
-        ]
+            yield from _texts(self.service.ask(s, question, max_new_tokens=tokens))
+            return
+        yield [text for _, text in self.service.describe(s, task or "short", max_new_tokens=tokens)]
 
     def describe_all(
         self, image: FileData, points_per_side: float = 16, pred_iou_thresh: float = 0.88,
@@ -213,8 +214,9 @@ class Endpoints:
         return s.names()
 
     def session_ask(self, question: str, request: gr.Request) -> str:
-        """Ask about the session's regions (or the whole image); the answer joins its chat."""
-        return _last(self.service.ask(self.sessions.get(request.session_hash), question)).text
+        """Ask about the session's regions (or the whole image), streamed; the answer joins the
+        session's chat."""
+        yield from _texts(self.service.ask(self.sessions.get(request.session_hash), question))
 
     def session_export(self, request: gr.Request) -> dict:
         """The session's regions, answers and chat as COCO-RLE JSON."""
@@ -235,9 +237,8 @@ def _mask(file: Any):
         raise ServiceError(f"A mask cannot be used: {exc}") from exc
 
 
-def _last(replies):
-    """The final reply of a streamed answer."""
-    replies = list(replies)
-    if not replies:
-        raise ServiceError("No answer.")
-    return replies[-1]
+def _texts(replies) -> Iterator[str]:
+    """A streamed answer's texts (steps spent waiting in line are skipped)."""
+    for reply in replies:
+        if reply.text or reply.done:
+            yield reply.text

@@ -109,6 +109,7 @@ class Generator:
         self.batch_size = batch_size
         self.last_batch_rows = 0  # rows per batch of the last batched decode (stats)
         self.decoder: StaticDecoder | None = None  # see enable_static_decoding()
+        self.engine = None  # osprey.engine.BatchEngine, see enable_batching()
 
     @property
     def max_length(self) -> int:
@@ -131,12 +132,36 @@ class Generator:
             if warmup:
                 self.decoder.warmup()
 
+    def enable_batching(self, **engine_kwargs) -> None:
+        """Decode greedy answers of every caller together (continuous batching, see
+        ``osprey/engine.py``): requests join and leave one running batch at step boundaries.
+        Sampled answers and the static decoder keep the per-request path (the engine pauses for
+        them). ``engine_kwargs``: ``max_active``, ``max_waiting``, ``kv_budget``, ``page_size``."""
+        from osprey.engine import BatchEngine
+
+        with self.lock:
+            self.disable_batching()
+            self.engine = BatchEngine(self.model, self.tokenizer, **engine_kwargs)
+
+    def disable_batching(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+    def batching(self, gen: Generation) -> bool:
+        """Whether ``gen`` goes through the batching engine (greedy answers, engine on, no static
+        decoder)."""
+        return self.engine is not None and not gen.do_sample and self.decoder is None
+
     @contextlib.contextmanager
     def context(self, seed: int | None = None) -> Iterator[None]:
-        """Device work of one request: the lock, no autograd, and the seed (if any) applied to a
-        forked RNG so that other requests' randomness is untouched."""
+        """Device work of one request on the LLM itself: the lock (and the batching engine
+        paused, if any), no autograd, and the seed (if any) applied to a forked RNG so that other
+        requests' randomness is untouched."""
+        paused = self.engine.paused() if self.engine is not None else contextlib.nullcontext()
         with (
             self.lock,
+            paused,
             torch.inference_mode(),
             torch.random.fork_rng(devices=rng_devices(self.model.device)),
         ):
@@ -163,8 +188,11 @@ class Generator:
         ``masks`` (Q, H, W) bound in order), prefilling only what the prefix cache lacks."""
         from transformers import DynamicCache, StoppingCriteriaList
 
+        if self.batching(gen):
+            budget = self.budget(gen, len(ids))
+            return self.engine.answer(key, feats, masks, ids, budget, streamer, stop)
         model = self.model
-        budget = self._budget(gen, len(ids))
+        budget = self.budget(gen, len(ids))
         sig = self._signature(ids, key, masks)
         input_ids = torch.tensor([ids], device=model.device)
         with self.context(gen.seed):
@@ -227,9 +255,11 @@ class Generator:
         only the region's tokens and the answer. Returns the new ids of each region."""
         from transformers import DynamicCache
 
+        if self.batching(gen):
+            return self.engine.answer_rows(key, feats, masks, ids, self.budget(gen, len(ids)))
         model, cfg = self.model, self.model.config
         first = ids.index(cfg.mask_token_id)
-        budget = self._budget(gen, len(ids))
+        budget = self.budget(gen, len(ids))
         prefix_sig = signature(ids[:first], key, [], cfg.mask_token_id, cfg.pos_token_id)
         choose = token_chooser(gen.do_sample, gen.temperature, gen.top_p)
         results: list[list[int]] = []
@@ -286,7 +316,9 @@ class Generator:
             bos_token_id=self.tokenizer.bos_token_id,
         )
 
-    def _budget(self, gen: Generation, prompt_len: int) -> int:
+    def budget(self, gen: Generation, prompt_len: int) -> int:
+        """New tokens ``gen`` may add after a prompt of ``prompt_len`` tokens (ContextLengthError
+        when none fits)."""
         budget = min(gen.max_new_tokens, self.max_length - prompt_len)
         if budget <= 0:
             raise conv.ContextLengthError(prompt_len + 1, self.max_length)
@@ -303,21 +335,37 @@ class Generator:
 # streaming
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Streamed while a request waits for a place in the batching engine: its place in line."""
+
+    position: int
+
+
+def _streamer(tokenizer):
+    """transformers' TextIteratorStreamer that can also carry :class:`Waiting` notes."""
+    from transformers import TextIteratorStreamer
+
+    class Streamer(TextIteratorStreamer):
+        def waiting(self, position: int) -> None:
+            self.text_queue.put(Waiting(position), timeout=self.timeout)
+
+    return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+
+
 def stream(
     tokenizer,
     fn: Callable[..., Answer],
     *args,
     on_answer: Callable[[Answer], None] | None = None,
+    report_waiting: bool = False,
     **kwargs,
-) -> Iterator[str]:
+) -> Iterator[str | Waiting]:
     """Run ``fn(*args, streamer=..., **kwargs)`` in a thread and yield the decoded text as it
     grows; the last value is the post-processed answer, whose :class:`Answer` goes to
-    ``on_answer``. Exceptions are re-raised here."""
-    from transformers import TextIteratorStreamer
-
-    streamer = TextIteratorStreamer(
-        tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
-    )
+    ``on_answer``. With ``report_waiting``, :class:`Waiting` notes come first while the request
+    waits for a place in the batching engine. Exceptions are re-raised here."""
+    streamer = _streamer(tokenizer)
     result: dict[str, object] = {}
 
     def run() -> None:
@@ -331,6 +379,10 @@ def stream(
     thread.start()
     text = ""
     for piece in streamer:
+        if isinstance(piece, Waiting):
+            if report_waiting:
+                yield piece
+            continue
         text += piece
         yield text
     thread.join()

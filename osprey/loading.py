@@ -20,6 +20,7 @@ from osprey.errors import UsageError
 from osprey.model.osprey import OspreyModel
 
 QUANTIZE_CHOICES = ("8bit", "4bit")
+QUANTIZE_WORDS = (None, "none", "auto", *QUANTIZE_CHOICES)
 TINY = "tiny-random"
 
 
@@ -37,10 +38,21 @@ def model_dtype(
 
 
 def check_quantize(quantize: str | None, compile: bool = False) -> None:
-    if quantize not in (None, *QUANTIZE_CHOICES):
-        raise UsageError(f"unknown quantization {quantize!r}; use one of {QUANTIZE_CHOICES}")
-    if compile and quantize:
+    if quantize not in QUANTIZE_WORDS:
+        raise UsageError(f"unknown quantization {quantize!r}; use auto, none or {QUANTIZE_CHOICES}")
+    if compile and quantize in QUANTIZE_CHOICES:
         raise UsageError("compile (static decoding) does not combine with quantize")
+
+
+def resolve_quantize(quantize: str | None, device: torch.device) -> str | None:
+    """``none``/None -> None; ``auto`` -> the form that fits the free memory (osprey.hardware)."""
+    if quantize in (None, "none"):
+        return None
+    if quantize == "auto":
+        from osprey.hardware import plan
+
+        return plan(device.type, "auto", "vit_b").quantize
+    return quantize
 
 
 def load_pretrained(
@@ -66,7 +78,8 @@ def load_pretrained(
     check_quantize(quantize)
     dev = resolve_device(device)
     if str(name_or_path) == TINY:
-        return load_tiny(device=dev, dtype=dtype, quantize=quantize)
+        return load_tiny(device=dev, dtype=dtype, quantize=None if quantize == "auto" else quantize)
+    quantize = resolve_quantize(quantize, dev)
     dt = model_dtype(dev, dtype, large=True)
     ckpt_dir = Path(checkpoints_dir) if checkpoints_dir else hub.DEFAULT_CHECKPOINTS
     path = hub.resolve_model_dir(name_or_path, ckpt_dir, download=download)
@@ -93,6 +106,7 @@ def load_tiny(
     from osprey.tiny import build_tiny
 
     check_quantize(quantize)
+    quantize = None if quantize in ("none", "auto") else quantize
     model, tokenizer = build_tiny(seed)
     dev = torch.device("cpu") if device in (None, "auto") else resolve_device(device)
     place_model(model, dev, parse_dtype(dtype) or torch.float32, quantize)

@@ -20,7 +20,7 @@ from osprey.errors import OspreyError
 DEFAULT_MODEL = "osprey-7b"
 TINY_MODEL = "tiny-random"
 DTYPE_WORDS = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16", "half")
-QUANTIZE_WORDS = ("8bit", "4bit")
+QUANTIZE_WORDS = ("auto", "none", "8bit", "4bit")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -73,7 +73,8 @@ def model_options(*, model_default: str | None = DEFAULT_MODEL) -> argparse.Argu
     g.add_argument("--clip", default=None,
                    help="open_clip CLIP file, when the checkpoint does not embed the vision tower")  # fmt: skip
     g.add_argument("--quantize", choices=QUANTIZE_WORDS, default=_env("OSPREY_QUANTIZE"),
-                   help="8-bit / 4-bit LLM weights with bitsandbytes (env OSPREY_QUANTIZE)")  # fmt: skip
+                   help="8-bit / 4-bit LLM weights with bitsandbytes; auto: bf16, else 8-bit, else "
+                   "4-bit, whichever fits the free memory (env OSPREY_QUANTIZE)")  # fmt: skip
     return p
 
 

@@ -23,7 +23,7 @@ import torch
 
 from osprey import conversation as conv
 from osprey.features import FeatureCache
-from osprey.generation import Answer, Generation, Generator, stream
+from osprey.generation import Answer, Generation, Generator, Waiting, stream
 from osprey.images import ImageHandle, ImageLike
 from osprey.loading import check_quantize, load_pretrained, load_tiny
 from osprey.model.osprey import OspreyModel
@@ -144,8 +144,24 @@ class Osprey:
         self, items: Sequence[tuple[ImageLike, Masks]], task: str = "short",
         gen: Generation | None = None,
     ) -> list[list[str]]:  # fmt: skip
-        """:meth:`describe` for several images: one list of answers per ``(image, masks)``."""
-        return [self.describe(image, masks, task, gen) for image, masks in items]
+        """:meth:`describe` for several images: one list of answers per ``(image, masks)``. With
+        the batching engine on, every region of every image is decoded in one batch."""
+        gen = gen or Generation()
+        if not self.generator.batching(gen):
+            return [self.describe(image, masks, task, gen) for image, masks in items]
+        ids = self._encode([conv.Turn(conv.task_message(task))], 1, self.max_length - 1)
+        budget, jobs, counts = self.generator.budget(gen, len(ids)), [], []
+        for image, masks in items:
+            handle, feats = self.images.get(image)
+            regions = prepare_masks(masks, handle.height, handle.width)
+            jobs += [(handle.key, feats, m[None], ids, budget) for m in regions]
+            counts.append(regions.shape[0])
+        answers = iter(self.generator.engine.answer_many(jobs))
+        mode = "demo" if task in ("short", "detailed") else "reference"
+        decode = self.generator.decode_text
+        return [
+            [conv.postprocess_answer(decode(next(answers)), mode) for _ in range(n)] for n in counts
+        ]
 
     def ask(
         self, image: ImageLike, masks: Masks, question: str,
@@ -166,12 +182,16 @@ class Osprey:
 
     def stream(
         self, fn: Callable[..., Answer], *args, on_answer: Callable[[Answer], None] | None = None,
-        **kwargs,
-    ) -> Iterator[str]:  # fmt: skip
+        report_waiting: bool = False, **kwargs,
+    ) -> Iterator[str | Waiting]:  # fmt: skip
         """Run ``fn`` (``self.ask`` or ``self.generate``) in a thread and yield the decoded text as
         it grows; the last value is the post-processed answer, whose :class:`Answer` goes to
-        ``on_answer`` (e.g. to report dropped chat turns). Exceptions are re-raised here."""
-        return stream(self.tokenizer, fn, *args, on_answer=on_answer, **kwargs)
+        ``on_answer`` (e.g. to report dropped chat turns). With ``report_waiting``,
+        :class:`~osprey.generation.Waiting` notes first while the answer waits in line (batching
+        engine). Exceptions are re-raised here."""
+        return stream(
+            self.tokenizer, fn, *args, on_answer=on_answer, report_waiting=report_waiting, **kwargs
+        )
 
     def logits(self, image: ImageLike, masks: Masks, prompt: str) -> torch.Tensor:
         """Logits (T, vocab) in fp32 for every position of the spliced sequence of a fully

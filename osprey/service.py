@@ -19,6 +19,7 @@ from osprey import export, viz
 from osprey.constants import DEFAULT_MAX_NEW_TOKENS
 from osprey.conversation import ContextLengthError
 from osprey.errors import ImageError, ServiceError
+from osprey.generation import Waiting
 from osprey.images import ImageHandle, ImageLike
 from osprey.pipeline import Generation, Osprey
 from osprey.processor import RegionError
@@ -49,6 +50,7 @@ class Reply:
     text: str
     done: bool = False
     note: str = ""
+    waiting: int = 0  # > 0: the answer waits in line (its place); the text has not started
 
 
 class RegionChat:
@@ -235,10 +237,14 @@ class RegionChat:
         stream = self.osprey.stream(
             self.osprey.ask, handle, masks, model_q, session.history,
             Generation(self.token_budget("", max_new_tokens)), stop=stop, on_answer=answers.append,
+            report_waiting=True,
         )  # fmt: skip
         session.pending = (model_q, "")  # an export taken meanwhile shows the partial turn
         try:
             for text in stream:
+                if isinstance(text, Waiting):  # in line for the batching engine
+                    yield Reply("", waiting=text.position)
+                    continue
                 if not answers:  # still streaming
                     session.pending = (model_q, text)
                     yield Reply(to_user_names(session.regions, text))

@@ -36,7 +36,9 @@ def test_help_lists_the_options():
         "--host",
         "--port",
         "--share",
-        "--concurrency",
+        "--max-active",
+        "--queue-size",
+        "--no-batching",
         "--offline",
         "--tiny",
         "--quantize",
@@ -133,13 +135,43 @@ def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
         return Osprey.tiny()
 
     monkeypatch.setattr(Osprey, "from_pretrained", classmethod(load))
+    monkeypatch.setattr("osprey.hardware.available_gib", lambda device: 64.0)  # a roomy machine
     if zero_gpu:
         monkeypatch.setenv("SPACES_ZERO_GPU", zero_gpu)
     else:
         monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    app.build_service(app.parse_args(["--model", "osprey-7b", "--dtype", "bf16", *argv]))
+    service = app.build_service(app.parse_args(["--model", "osprey-7b", "--dtype", "bf16", *argv]))
     assert seen["name"] == "osprey-7b" and seen["dtype"] == "bf16"
     assert {k: seen[k] for k in expected} == expected
+    # batching runs unless the static decoder or ZeroGPU rule it out
+    engine = service.osprey.generator.engine
+    assert (engine is None) == bool(expected["compile"] or zero_gpu)
+    service.osprey.generator.disable_batching()
+
+
+@pytest.mark.parametrize(
+    "free_gib, device, form, sam",
+    [
+        (24.0, "cpu", None, "vit_b"),  # this development machine: bf16
+        (15.5, "cpu", "8bit", "vit_b"),  # Spaces CPU basic (16 GB)
+        (11.5, "cpu", "4bit", "vit_b"),
+        (15.0, "cuda", "8bit", "vit_b"),  # a T4
+        (79.0, "cuda", None, "vit_h"),  # an A100 80 GB with --sam-model-type auto
+    ],
+)
+def test_the_app_picks_what_fits(free_gib, device, form, sam):
+    from osprey.hardware import plan
+
+    fit = plan(device, "auto", "auto", available=free_gib)
+    assert (fit.quantize, fit.sam_model_type) == (form, sam) and fit.peak_gib < free_gib
+
+
+def test_nothing_fits_is_one_clear_line():
+    from osprey.errors import UsageError
+    from osprey.hardware import plan
+
+    with pytest.raises(UsageError, match=r"does not fit here: 6\.0 GiB free on cpu"):
+        plan("cpu", "auto", "vit_b", available=6.0)
 
 
 def test_compile_and_quantize_are_refused_together(capsys):

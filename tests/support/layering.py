@@ -26,7 +26,9 @@ from pathlib import Path
 UTILITIES = ["osprey.images", "osprey.masks", "osprey.cache", "osprey.devices", "osprey.options"]
 BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
 APP_LAYER = ["osprey.session", "osprey.viz", "osprey.service", "osprey.api", "app"]
-INFERENCE = ["osprey.features", "osprey.generation", "osprey.loading", "osprey.pipeline"]
+INFERENCE = [
+    "osprey.features", "osprey.generation", "osprey.engine", "osprey.loading", "osprey.pipeline",
+]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
@@ -52,6 +54,14 @@ FORBIDDEN: dict[str, list[str]] = {
     "osprey.features": ["osprey.generation", "osprey.loading", "osprey.pipeline", *APP_LAYER],
     "osprey.generation": ["osprey.features", "osprey.loading", "osprey.pipeline", *APP_LAYER],
     "osprey.loading": ["osprey.features", "osprey.generation", "osprey.pipeline", *APP_LAYER],
+    "osprey.engine": [
+        "osprey.features",
+        "osprey.generation",
+        "osprey.loading",
+        "osprey.pipeline",
+        *APP_LAYER,
+    ],
+    "osprey.hardware": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
     "osprey.pipeline": APP_LAYER,
     "osprey.session": [
         "osprey.model",

@@ -13,6 +13,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start(demo, attempts: int = 3, **launch: object) -> int:
+    """``demo.launch`` on a free loopback port; returns the port. Gradio checks that the page
+    answers within 3 s and gives up otherwise: on a busy machine, try again."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                        quiet=True, **launch)  # fmt: skip
+            return port
+        except ValueError as exc:
+            if "localhost is not accessible" not in str(exc) or attempt == attempts - 1:
+                raise
+            demo.close()
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def serving(
     demo, concurrency: int = 2, max_size: int | None = None, **launch: object
@@ -20,10 +36,7 @@ def serving(
     """Launch ``demo`` (queued) on 127.0.0.1 and yield its URL; closed on exit. ``launch``:
     more options of ``demo.launch`` (``max_file_size``, ...)."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch
-    )
+    port = start(demo, **launch)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

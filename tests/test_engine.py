@@ -1,0 +1,133 @@
+"""Continuous batching (osprey/engine.py): answers of several sessions decoded together give the
+plain path's tokens, stream, stop one by one, and wait their turn; virtual ids never meet stale
+features."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from osprey.conversation import Turn, task_message
+from osprey.engine import Admission, Busy
+from osprey.generation import Generation
+from osprey.pipeline import Osprey
+from osprey.tiny import build_tiny
+
+G = Generation(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_parts):
+    model, tok = tiny_parts
+    return Osprey(model, tok, kv_cache_size=0)
+
+
+@pytest.fixture(scope="module")
+def batched():
+    model, tok = build_tiny(seed=0)  # its own copy: the engine wraps the LLM's embedding
+    osp = Osprey(model, tok)
+    osp.generator.enable_batching(max_active=8, kv_budget=64 * 2**20, page_size=64)
+    yield osp
+    osp.generator.disable_batching()
+
+
+def _images(voc, n):
+    return [np.ascontiguousarray(np.roll(voc["rgb"], 40 * i, axis=1)) for i in range(n)]
+
+
+def test_concurrent_requests_on_different_images_give_the_plain_tokens(plain, batched, voc):
+    images, masks = _images(voc, 3), voc["masks"]
+    jobs = [(images[i % 3], masks[i : i + 1 + i % 2], q) for i, q in enumerate(
+        ["What is region1?", "Is region1 next to region2?", "Describe the scene.", "Why?"]
+    )]  # fmt: skip
+    expected = [plain.ask(img, m, q, gen=G).raw for img, m, q in jobs]
+    got = [None] * len(jobs)
+
+    def run(i):
+        img, m, q = jobs[i]
+        got[i] = batched.ask(img, m, q, gen=G).raw
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == expected and len(set(expected)) > 1
+
+
+def test_describe_all_is_one_group_of_requests(plain, batched, voc):
+    masks = voc["masks"][:6]
+    assert batched.describe(voc["rgb"], masks, "short", G) == plain.describe(
+        voc["rgb"], masks, "short", G, batched=False
+    )
+
+
+def test_streams_and_stops_one_request_only(plain, batched, voc):
+    args = (voc["rgb"], voc["masks"][:1], "Describe region1.")
+    chunks = list(batched.stream(batched.ask, *args, gen=G))
+    assert chunks[-1] == plain.ask(*args, gen=G).text and len(chunks) > 3
+    stop = threading.Event()
+    stop.set()
+    other = []
+    thread = threading.Thread(target=lambda: other.append(batched.ask(*args, gen=G)))
+    thread.start()
+    stopped = batched.ask(voc["rgb"], None, "Talk.", gen=Generation(max_new_tokens=50), stop=stop)
+    thread.join()
+    assert stopped.new_tokens <= 2 and other[0].raw == plain.ask(*args, gen=G).raw
+
+
+def test_direct_llm_use_pauses_the_engine(plain, batched, voc):
+    """logits() runs the LLM itself (with the virtual embedding in place): same numbers."""
+    prompt = "USER: " + task_message("category") + " ASSISTANT:"
+    a = batched.logits(voc["rgb"], voc["masks"][:1], prompt)
+    b = plain.logits(voc["rgb"], voc["masks"][:1], prompt)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_reused_table_row_gets_new_ids(batched, voc):
+    table = batched.generator.engine.table
+    feats = batched.images.get(voc["rgb"])[1]
+    first = table.lease("img-a", feats.tokens, [])
+    first.release()
+    for i in range(table._images_count() + 1):  # push "img-a" out of its slot
+        table.lease(f"other-{i}", feats.tokens, []).release()
+    again = table.lease("img-a", feats.tokens, [])
+    assert set(again.image_ids).isdisjoint(first.image_ids)
+    again.release()
+
+
+def test_admission_reports_the_line_and_refuses_beyond_it():
+    gate = Admission(max_active=1, max_waiting=1)
+    gate.wait()  # takes the only place
+    waiting = gate.enter()
+    assert next(waiting) == 1  # first in line
+    with pytest.raises(Busy, match="busy"):
+        next(gate.enter())  # the line is full
+    gate.leave()
+    assert list(waiting) == []  # admitted
+    gate.leave()
+    assert gate.active == 0 and gate.waiting == 0
+
+
+def test_describe_batch_decodes_every_region_of_every_image_together(plain, batched, voc):
+    images = _images(voc, 2)
+    items = [(images[0], voc["masks"][:2]), (images[1], voc["masks"][2:5])]
+    expected = [plain.describe(img, m, "category", G, batched=False) for img, m in items]
+    assert batched.describe_batch(items, "category", G) == expected
+    assert plain.describe_batch(items, "category", G) == expected  # the per-image path
+
+
+def test_an_abandoned_answer_is_cancelled_and_frees_its_rows(batched, voc):
+    engine = batched.generator.engine
+    feats = batched.images.get(voc["rgb"])[1]
+    ids = batched._encode([Turn(task_message("detailed"))], 1, 2000)
+    masks = torch.from_numpy(voc["masks"][:1])
+    engine.admission.wait()
+    request = engine.submit("abandoned", feats, masks, ids, 200)
+    stream = iter(request)
+    next(stream)  # the first tokens arrive, then the reader goes away
+    stream.close()
+    engine.admission.leave()
+    assert request.done and request.id not in engine._requests
+    assert ("image", "abandoned") not in engine.table._images._used  # the rows are idle again
