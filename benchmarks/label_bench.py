@@ -4,14 +4,16 @@ instance with N actors, on the same images and settings. Prints numbers; asserts
 Tiny random models (SAM's thresholds at 0 so that the tiny SAM keeps masks; an answer ends where
 the tiny model ends it, at most --max-new-tokens, identically in both runs). The images are the
 repository's examples plus flipped copies (distinct pixels, so no cache hit between them). The
-in-process run uses torch's default threads (all cores); each Ray actor reserves one CPU.
+in-process runs use all cores' torch threads, then one; each Ray actor reserves one CPU. Runs use
+the batching engine (4 images per batch, their regions decoded together) except the last
+in-process run (each image's regions over their shared prefix).
 
     python benchmarks/label_bench.py                       # 8 images, in-process vs. 2 actors
     python benchmarks/label_bench.py --copies 4 --actors 2 --regions 8
 
-"Start-up" is the time before the first result: loading the models in-process; starting Ray,
-its actors and their models with Ray. "Steady" rates are measured from the first result to the
-last, so they leave the start-up out.
+Rates are over the whole run, start-up included: "load" is loading the models in-process and
+``ray.init`` with Ray (whose actors then start and load the models in their own processes); the
+times at which results reached the driver are printed too (a batch's images arrive together).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +60,13 @@ class Clock:
     def show(self, name: str) -> None:
         print(f"# {name}: results at " + ", ".join(f"{t:.1f}" for t, _ in self.arrivals) + " s")
 
-    def row(self, name: str, wall: float) -> dict:
+    def row(self, name: str, wall: float, load: float) -> dict:
         images = len(self.arrivals)
         regions = sum(n for _, n in self.arrivals)
-        first, last = self.arrivals[0][0], self.arrivals[-1][0]
-        steady = last - first
         return {
-            "run": name, "images": images, "regions": regions, "wall_s": wall,
-            "startup_s": first, "images_per_s": images / wall, "regions_per_s": regions / wall,
-            "steady_images_per_s": (images - 1) / steady if steady else float("nan"),
-            "steady_regions_per_s": (regions - self.arrivals[0][1]) / steady if steady
-            else float("nan"),
+            "run": name, "images": images, "regions": regions, "wall_s": wall, "load_s": load,
+            "first_result_s": self.arrivals[0][0], "images_per_s": images / wall,
+            "regions_per_s": regions / wall,
         }  # fmt: skip
 
 
@@ -89,14 +87,18 @@ def run_local(settings: LabelSettings, items, out: Path, threads: int) -> dict:
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    clock = Clock(None)
+    labeller = Labeller.load(settings)
+    load = time.perf_counter() - clock.start
     try:
-        clock = Clock(None)
-        clock.backend = LocalBackend(settings, Labeller.load(settings))
+        clock.backend = LocalBackend(settings, labeller)
         label_dataset(items, settings, out, clock, progress=False)
     finally:
+        labeller.close()
         torch.set_num_threads(before)
-    clock.show(f"in-process, {threads} torch thread(s)")
-    return clock.row(f"in-process, {threads} thread(s)", time.perf_counter() - clock.start)
+    name = f"in-process, {threads} thread(s), " + ("engine" if settings.batching else "no engine")
+    clock.show(name)
+    return clock.row(name, time.perf_counter() - clock.start, load)
 
 
 def run_ray(settings: LabelSettings, items, out: Path, actors: int) -> dict:
@@ -107,13 +109,14 @@ def run_ray(settings: LabelSettings, items, out: Path, actors: int) -> dict:
     clock = Clock(None)
     ray.init(num_cpus=os.cpu_count(), object_store_memory=200 * 2**20, include_dashboard=False,
              logging_level="WARNING")  # fmt: skip
+    load = time.perf_counter() - clock.start
     try:
         clock.backend = RayBackend(settings, actors=actors)
         label_dataset(items, settings, out, clock, progress=False)
     finally:
         ray.shutdown()
     clock.show(f"Ray, {actors} actors")
-    return clock.row(f"Ray, {actors} actors", time.perf_counter() - clock.start)
+    return clock.row(f"Ray, {actors} actors", time.perf_counter() - clock.start, load)
 
 
 def main() -> None:
@@ -135,12 +138,12 @@ def main() -> None:
         tmp = Path(tmp)
         items = list_images(make_images(tmp / "images", args.copies))
         rows = [run_local(settings, items, tmp / f"local{n}.json", n) for n in args.threads]
+        plain = replace(settings, batching=False)
+        rows.append(run_local(plain, items, tmp / "plain.json", 1))
         if not args.no_ray:
             rows.append(run_ray(settings, items, tmp / "ray.json", args.actors))
-            same = json.loads((tmp / f"local{args.threads[0]}.json").read_text()) == json.loads(
-                (tmp / "ray.json").read_text()
-            )
-            print(f"# outputs identical: {same}")
+        outputs = [json.loads(p.read_text()) for p in sorted(tmp.glob("*.json"))]
+        print(f"# outputs identical: {all(o == outputs[0] for o in outputs)}")
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:

@@ -139,10 +139,23 @@ def test_tasks_are_checked():
 # the command: output valid for pycocotools
 
 
-def test_cli_writes_a_coco_file_pycocotools_loads(tmp_path, photos, capsys):
-    out = tmp_path / "labels.json"
-    assert main([str(photos), "--out", str(out), *TINY_FLAGS]) == 0
-    assert "3 images (2 skipped), 9 regions" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def cli_output(tmp_path_factory, photos):
+    """The command's output on the photos (the batching engine on: 4 images per batch) and what
+    it printed."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("cli") / "labels.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([str(photos), "--out", str(out), *TINY_FLAGS]) == 0
+    return out, printed.getvalue()
+
+
+def test_cli_writes_a_coco_file_pycocotools_loads(cli_output):
+    out, printed = cli_output
+    assert "3 images (2 skipped), 9 regions" in printed
     coco = COCO(str(out))
     data = coco.dataset
     assert [im["file_name"] for im in data["images"]] == ["img0.jpg", "img2.png", "sub/img1.jpg"]
@@ -165,6 +178,25 @@ def test_cli_writes_a_coco_file_pycocotools_loads(tmp_path, photos, capsys):
     assert set(skipped) == {"broken.jpg", "sub/truncated.jpg"}
     assert all("cannot read image" in reason for reason in skipped.values())
     assert data["info"]["untrained"] is True
+
+
+def test_batching_across_images_changes_nothing(cli_output, tmp_path, photos, labeller):
+    """The command decoded the regions of all its images in one batch of the engine; the fixture's
+    labeller has no engine (each image's regions over their shared prefix, one image at a time)."""
+    assert labeller.osprey.generator.engine is None
+    run(list_images(photos), tmp_path / "labels.json", labeller)
+    assert json.loads((tmp_path / "labels.json").read_text()) == json.loads(
+        cli_output[0].read_text()
+    )
+
+
+def test_images_labelled_together_get_their_own_answers(photos, labeller):
+    items = list_images(photos)
+    together = labeller.label_many(items)
+    assert together == [labeller.label(item) for item in items]
+    assert [r["file_name"] for r in together] == [i.file_name for i in items]
+    captions = [a["caption"] for r in together for a in r.get("annotations", [])]
+    assert len(captions) == 9 and len(set(captions)) > 1
 
 
 def test_cli_tasks_and_limit(tmp_path, photos):

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-skipped", action="store_true",
                    help="label again the images an earlier run recorded as skipped")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--batch-images", type=positive_int, default=4,
+                   help="images labelled together: all their regions are decoded in one batch "
+                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--no-batching", action="store_true",
+                   help="no continuous-batching engine: each image's regions decoded on their own")  # fmt: skip
     _sam_options(p)
     _ray_options(p)
     return p
@@ -108,6 +113,7 @@ def settings_from(args: argparse.Namespace):
         sam_model_type=args.sam_model_type, sam_checkpoint=args.sam_checkpoint,
         tasks=args.tasks, max_new_tokens=args.max_new_tokens, everything=everything,
         max_regions=args.max_regions, regions_file=args.regions,
+        batch_images=args.batch_images, batching=not args.no_batching,
     )  # fmt: skip
 
 

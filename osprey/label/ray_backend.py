@@ -1,9 +1,9 @@
 """The labelling job on a Ray cluster, with Ray Data.
 
-The items left to do become a dataset (one image per block, so results stream back image by
-image), mapped by :class:`LabelActor`: a pool of actors, each loading SAM + Osprey once and
-labelling with the same :class:`~osprey.label.job.Labeller` as the in-process run, one GPU per
-actor where the cluster has GPUs. The records come back to the driver, which writes the shards and
+The items left to do become a dataset (one image per block), mapped in batches of
+``batch_images`` images by :class:`LabelActor`: a pool of actors, each loading SAM + Osprey once
+and labelling with the same :class:`~osprey.label.job.Labeller` as the in-process run (the
+regions of a batch's images decoded together), one GPU per actor where the cluster has GPUs. The records come back to the driver, which writes the shards and
 the output exactly as in-process: the workers need to read the images (shared storage, or the same
 paths on every node) but not the output folder.
 
@@ -42,8 +42,8 @@ class LabelActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         """``{"item": [ImageItem JSON, ...]}`` -> ``{"record": [record JSON, ...]}``."""
-        records = [self.labeller.label(ImageItem.from_json(str(text))) for text in batch["item"]]
-        return {"record": [json.dumps(record) for record in records]}
+        items = [ImageItem.from_json(str(text)) for text in batch["item"]]
+        return {"record": [json.dumps(record) for record in self.labeller.label_many(items)]}
 
 
 def import_ray() -> Any:
@@ -108,7 +108,8 @@ class RayBackend:
         rows = [{"item": item.to_json()} for item in items]
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         dataset = dataset.map_batches(
-            self.actor_cls, fn_constructor_kwargs={"settings": self.settings}, batch_size=1,
+            self.actor_cls, fn_constructor_kwargs={"settings": self.settings},
+            batch_size=self.settings.batch_images,
             compute=ray.data.ActorPoolStrategy(size=size), num_cpus=self.actor_cpus,
             num_gpus=1 if gpus else 0,
         )  # fmt: skip

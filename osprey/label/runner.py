@@ -26,17 +26,23 @@ Backend = Callable[[list[ImageItem], Emit], None]
 
 
 class LocalBackend:
-    """Labels the images one after the other in this process (models loaded on first use)."""
+    """Labels the images in this process, ``settings.batch_images`` at a time (the models are
+    loaded on first use, and their batching engine stopped at the end, unless given)."""
 
     def __init__(self, settings: LabelSettings, labeller: Labeller | None = None):
         self.settings = settings
         self.labeller = labeller
 
     def __call__(self, items: list[ImageItem], emit: Emit) -> None:
-        if self.labeller is None:
-            self.labeller = Labeller.load(self.settings)
-        for item in items:
-            emit(self.labeller.label(item))
+        labeller = self.labeller or Labeller.load(self.settings)
+        try:
+            size = self.settings.batch_images
+            for start in range(0, len(items), size):
+                for record in labeller.label_many(items[start : start + size]):
+                    emit(record)
+        finally:
+            if labeller is not self.labeller:
+                labeller.close()
 
 
 @dataclass(frozen=True)

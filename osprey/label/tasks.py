@@ -1,10 +1,11 @@
 """What is asked about every region, and the annotation field each answer goes to.
 
-A task is a callable ``task(osprey, image, masks) -> one value per mask`` with a ``field``. The
-``category`` / ``short`` / ``detailed`` tasks are :meth:`osprey.Osprey.describe` with the released
-weights' prompts (all regions of an image decoded together over a shared prompt prefix). A new
-kind of answer (e.g. top-k over a vocabulary) is one more entry of :data:`TASK_FIELDS` and one more
-task class.
+A task is a callable ``task(osprey, [(image, masks), ...]) -> one list of values per image (one
+value per mask)`` with a ``field``. The ``category`` / ``short`` / ``detailed`` tasks are
+:meth:`osprey.Osprey.describe_batch` with the released weights' prompts: with the batching engine
+on, every region of every image is decoded in one batch; without it, the regions of each image
+are decoded together over a shared prompt prefix. A new kind of answer (e.g. top-k over a
+vocabulary) is one more entry of :data:`TASK_FIELDS` and one more task class.
 
 Imports no torch: the command line checks ``--tasks`` before any model is loaded.
 """
@@ -25,15 +26,18 @@ TASK_FIELDS = {"category": "category_name", "short": "caption", "detailed": "des
 DEFAULT_TASKS = ("category", "short")
 
 
+Images = Sequence[tuple[ImageHandle, Sequence[np.ndarray]]]  # (image, its region masks) each
+
+
 class Task(Protocol):
     field: str
 
-    def __call__(self, osprey: Any, image: ImageHandle, masks: Sequence[np.ndarray]) -> list: ...
+    def __call__(self, osprey: Any, images: Images) -> list[list]: ...
 
 
 @dataclass(frozen=True)
 class Describe:
-    """One :meth:`Osprey.describe` task (greedy decoding, at most ``max_new_tokens`` per answer)."""
+    """One :meth:`Osprey.describe_batch` task (greedy, at most ``max_new_tokens`` per answer)."""
 
     task: str
     max_new_tokens: int
@@ -42,10 +46,10 @@ class Describe:
     def field(self) -> str:
         return TASK_FIELDS[self.task]
 
-    def __call__(self, osprey: Any, image: ImageHandle, masks: Sequence[np.ndarray]) -> list[str]:
+    def __call__(self, osprey: Any, images: Images) -> list[list[str]]:
         from osprey.generation import Generation
 
-        return osprey.describe(image, masks, self.task, Generation(self.max_new_tokens))
+        return osprey.describe_batch(images, self.task, Generation(self.max_new_tokens))
 
 
 def parse_tasks(text: str | Sequence[str]) -> tuple[str, ...]:
