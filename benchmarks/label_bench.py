@@ -4,9 +4,10 @@ instance with N actors, on the same images and settings. Prints numbers; asserts
 Tiny random models (SAM's thresholds at 0 so that the tiny SAM keeps masks; an answer ends where
 the tiny model ends it, at most --max-new-tokens, identically in both runs). The images are the
 repository's examples plus flipped copies (distinct pixels, so no cache hit between them). The
-in-process runs use all cores' torch threads, then one; each Ray actor reserves one CPU. Runs use
-the batching engine (4 images per batch, their regions decoded together) except the last
-in-process run (each image's regions over their shared prefix).
+in-process runs use all cores' torch threads, then one; each Ray actor reserves one CPU. Images go
+4 to a batch; the last in-process run turns the batching engine on (every region of a batch's
+images decoded together), the others use the CPU default (off: each image's regions together over
+their shared prompt prefix).
 
     python benchmarks/label_bench.py                       # 8 images, in-process vs. 2 actors
     python benchmarks/label_bench.py --copies 4 --actors 2 --regions 8
@@ -96,7 +97,7 @@ def run_local(settings: LabelSettings, items, out: Path, threads: int) -> dict:
     finally:
         labeller.close()
         torch.set_num_threads(before)
-    name = f"in-process, {threads} thread(s), " + ("engine" if settings.batching else "no engine")
+    name = f"in-process, {threads} thread(s), batching {settings.batching}"
     clock.show(name)
     return clock.row(name, time.perf_counter() - clock.start, load)
 
@@ -138,8 +139,8 @@ def main() -> None:
         tmp = Path(tmp)
         items = list_images(make_images(tmp / "images", args.copies))
         rows = [run_local(settings, items, tmp / f"local{n}.json", n) for n in args.threads]
-        plain = replace(settings, batching=False)
-        rows.append(run_local(plain, items, tmp / "plain.json", 1))
+        engine = replace(settings, batching="on")
+        rows.append(run_local(engine, items, tmp / "engine.json", 1))
         if not args.no_ray:
             rows.append(run_ray(settings, items, tmp / "ray.json", args.actors))
         outputs = [json.loads(p.read_text()) for p in sorted(tmp.glob("*.json"))]

@@ -141,15 +141,15 @@ def test_tasks_are_checked():
 
 @pytest.fixture(scope="module")
 def cli_output(tmp_path_factory, photos):
-    """The command's output on the photos (the batching engine on: 4 images per batch) and what
-    it printed."""
+    """The command's output on the photos (the batching engine on: 4 images per batch, their 9
+    regions in one batch) and what it printed."""
     import contextlib
     import io
 
     out = tmp_path_factory.mktemp("cli") / "labels.json"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main([str(photos), "--out", str(out), *TINY_FLAGS]) == 0
+        assert main([str(photos), "--out", str(out), *TINY_FLAGS, "--batching", "on"]) == 0
     return out, printed.getvalue()
 
 

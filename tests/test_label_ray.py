@@ -51,7 +51,7 @@ def test_ray_output_equals_in_process_output(local_ray, photos, in_process, tmp_
 
 def test_an_actor_that_dies_has_its_images_retried(local_ray, photos, in_process, tmp_path):
     marker = tmp_path / "died"
-    settings = tiny_settings()
+    settings = tiny_settings(batching="on")  # the actors' engines; the in-process run has none
     backend = RayBackend(settings, actors=2, actor_cls=dying_actor(marker, "img2.png"))
     out = tmp_path / "labels.json"
     summary = label_dataset(list_images(photos), settings, out, backend, progress=False)

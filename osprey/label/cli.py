@@ -17,6 +17,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
+from osprey.label.job import BATCHING
 from osprey.label.regions import EverythingOptions
 from osprey.label.tasks import DEFAULT_TASKS, TASK_FIELDS
 from osprey.options import generation_options, model_name, model_options, positive_int
@@ -58,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-images", type=positive_int, default=4,
                    help="images labelled together: all their regions are decoded in one batch "
                    "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--no-batching", action="store_true",
-                   help="no continuous-batching engine: each image's regions decoded on their own")  # fmt: skip
+    p.add_argument("--batching", choices=BATCHING, default="auto",
+                   help="the continuous-batching engine, which decodes the regions of all the "
+                   "images of a batch together: on, off (each image's regions on their own), "
+                   "auto: on on GPUs (default: %(default)s)")  # fmt: skip
     _sam_options(p)
     _ray_options(p)
     return p
@@ -113,7 +116,7 @@ def settings_from(args: argparse.Namespace):
         sam_model_type=args.sam_model_type, sam_checkpoint=args.sam_checkpoint,
         tasks=args.tasks, max_new_tokens=args.max_new_tokens, everything=everything,
         max_regions=args.max_regions, regions_file=args.regions,
-        batch_images=args.batch_images, batching=not args.no_batching,
+        batch_images=args.batch_images, batching=args.batching,
     )  # fmt: skip
 
 

@@ -23,6 +23,9 @@ from osprey.label.tasks import DEFAULT_TASKS, build_tasks, parse_tasks
 from osprey.options import TINY_MODEL, one_line
 
 TINY_KV_BUDGET = 64 * 2**20  # the batching engine's KV cache for the tiny model (bytes)
+# When Labeller.load turns the batching engine on. auto: on CUDA devices only (on the 2-core CPU
+# the engine made the tiny model slower: see benchmarks/label_bench.py).
+BATCHING = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,14 @@ class LabelSettings:
     max_regions: int | None = None  # SAM regions per image, largest first
     regions_file: str | None = None  # --regions: the images' own masks instead of SAM's
     batch_images: int = 4  # images labelled together (their regions decoded in one batch)
-    batching: bool = True  # Labeller.load turns on the continuous-batching engine
+    batching: str = "auto"  # the continuous-batching engine: on, off, auto (on CUDA)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", parse_tasks(self.tasks))
+        if self.batching not in BATCHING:
+            raise UsageError(
+                f"batching must be one of {', '.join(BATCHING)}, got {self.batching!r}"
+            )
         if self.batch_images < 1:
             raise UsageError(f"batch_images must be at least 1, got {self.batch_images}")
         if self.max_regions is not None and self.max_regions < 1:
@@ -93,7 +100,7 @@ class Labeller:
     @classmethod
     def load(cls, settings: LabelSettings) -> Labeller:
         """Load the models the settings name (downloading them unless ``offline``), and turn on
-        the batching engine unless ``settings.batching`` is False."""
+        the batching engine as ``settings.batching`` says."""
         from osprey.pipeline import Osprey
         from sam_bridge import SamBridge
 
@@ -112,7 +119,8 @@ class Labeller:
                 s.model, device=s.device, dtype=s.dtype, checkpoints_dir=s.checkpoints,
                 clip_path=s.clip, download=not s.offline, quantize=s.quantize,
             )  # fmt: skip
-        if s.batching:
+        on_gpu = osprey.model.device.type == "cuda"
+        if s.batching == "on" or (s.batching == "auto" and on_gpu):
             osprey.generator.enable_batching(kv_budget=TINY_KV_BUDGET if s.tiny else None)
         return cls(osprey, sam, s)
 
