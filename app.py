@@ -186,23 +186,26 @@ def _layout(service, state) -> SimpleNamespace:
     """Every component, in page order."""
     import gradio as gr
 
-    ui = SimpleNamespace(state=state)
+    from osprey.canvas import canvas
+    from osprey.page import Page
+
+    ui = SimpleNamespace(state=state, page=Page(service.masks))
     gr.Markdown(INTRO)
     if service.untrained:
         gr.Markdown(UNTRAINED, elem_id="untrained")
     with gr.Row():
         with gr.Column(scale=3):
             # type="filepath": the app decodes uploads itself (size checked from the header first)
-            ui.canvas = gr.Image(label="Image (click to segment)", type="filepath",
-                                 sources=["upload", "clipboard"], elem_id="canvas")  # fmt: skip
-            ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode")
+            ui.upload = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"],
+                                 height=160, elem_id="upload")  # fmt: skip
+            ui.canvas = canvas(ui.page, elem_id="canvas")  # the image the user clicks on
+            ui.mode = gr.Radio(MODES, value="positive", label="Click adds", elem_id="mode",
+                               interactive=True)  # read by the canvas page  # fmt: skip
             with gr.Row():
                 ui.add = gr.Button("Add region", variant="primary", elem_id="add")
                 ui.clear_clicks = gr.Button("Clear clicks", elem_id="clear-clicks")
                 ui.everything = gr.Button("Segment everything", elem_id="everything")
                 ui.describe_all = gr.Button("Describe all", elem_id="describe-all")
-            ui.candidates = gr.Gallery(label="SAM candidates (click one: part vs whole)", columns=3,
-                                       height=160, allow_preview=False, elem_id="candidates")  # fmt: skip
             ui.examples = gr.Dataset(components=["image"], samples=[[p] for p in EXAMPLES],
                                      sample_labels=[Path(p).stem for p in EXAMPLES], type="index",
                                      label="Examples (click one to open it)", elem_id="examples")  # fmt: skip
@@ -252,17 +255,16 @@ def _chat_column(ui: SimpleNamespace) -> None:
 
 
 def view(s, message: str = "") -> tuple:
-    """What the page shows of session ``s``: canvas, state, region table, region pickers (values
-    are region indices), SAM's candidates, and a message for the user."""
+    """What the page shows of session ``s``: the canvas (its page draws the session, see
+    osprey/page.py), state, region table, region pickers (values are region indices), and a
+    message for the user."""
     import gradio as gr
-
-    from osprey import viz
 
     rows = [[n, r.category, r.caption, r.area] for n, r in zip(s.names(), s.regions)]
     choices = [(n, i) for i, n in enumerate(s.names())]
     return (
-        viz.render(s), s, rows, gr.update(choices=choices, value=[]),
-        gr.update(choices=choices, value=None), viz.candidates(s), message,
+        s, s, rows, gr.update(choices=choices, value=[]),
+        gr.update(choices=choices, value=None), message,
     )  # fmt: skip
 
 
@@ -329,7 +331,7 @@ API_LANES = {"segment": "encode", "describe": "answer", "describe_all": "answer"
 def _wire(ui: SimpleNamespace, service, visitors) -> None:
     """Connect every event to one service call and a redraw."""
     lane = {k: {**v, "api_visibility": "private"} for k, v in lanes(service).items()}
-    outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.candidates, ui.status]
+    outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.status]
     _wire_image(ui, service, visitors, outs, lane)
 
     def edit(action):
@@ -342,7 +344,7 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
         return guarded(run)
 
     fast = lane["interactive"]
-    ui.add.click(edit(service.add_region), [ui.state], outs, **fast)
+    _wire_canvas(ui, service, edit, outs, fast)
     ui.clear_clicks.click(edit(service.clear_prompt), [ui.state], outs, **fast)
     rename = edit(lambda s, i, name: service.rename(s, _index(i), name))
     ui.rename.click(rename, [ui.state, ui.pick, ui.new_name], outs, **fast)
@@ -371,7 +373,7 @@ def _wire(ui: SimpleNamespace, service, visitors) -> None:
 
 
 def _wire_image(ui: SimpleNamespace, service, visitors, outs: list, lane: dict) -> None:
-    """Opening an image (upload, example), clicking it, SAM's candidates, segment everything."""
+    """Opening an image (upload, example) and segment everything (clicks: the canvas page)."""
     import gradio as gr
 
     from osprey.api import drop_upload
@@ -389,23 +391,31 @@ def _wire_image(ui: SimpleNamespace, service, visitors, outs: list, lane: dict) 
         visitors.opened(s, service.open_image(s, EXAMPLES[evt.index]), request)
         return view(s)
 
+    ui.upload.upload(on_upload, [ui.state, ui.upload], outs, **lane["encode"])
+    ui.examples.select(on_example, [ui.state], outs, **lane["encode"])
+    ui.everything.click(_everything_handler(service), [ui.state], outs, **lane["encode"])
+
+
+def _wire_canvas(ui: SimpleNamespace, service, edit, outs: list, fast: dict) -> None:
+    """The canvas page decodes clicks itself (osprey/page.py); the server replays its prompt when
+    a region is added, and decodes for the page when it cannot ('decode')."""
+    import gradio as gr
+
+    def add_from_page(s, value):
+        ui.page.apply(s, value)
+        service.add_region(s)
+
     @guarded
     @GPU
-    def on_click(mode, s, evt: gr.SelectData):
-        x, y = evt.index
-        if mode.startswith("pick"):
-            return view(s, service.pick_auto(s, x, y))
-        return view(s, service.click(s, x, y, mode))
+    def decode(s, evt: gr.EventData):
+        return ui.page.preview(s, evt._data)
 
-    @guarded
-    def on_candidate(s, evt: gr.SelectData):
-        return view(s, service.choose_candidate(s, evt.index))
-
-    ui.canvas.upload(on_upload, [ui.state, ui.canvas], outs, **lane["encode"])
-    ui.examples.select(on_example, [ui.state], outs, **lane["encode"])
-    ui.canvas.select(on_click, [ui.mode, ui.state], outs, **lane["interactive"])
-    ui.candidates.select(on_candidate, [ui.state], outs, **lane["interactive"])
-    ui.everything.click(_everything_handler(service), [ui.state], outs, **lane["encode"])
+    ui.add.click(edit(add_from_page), [ui.state, ui.canvas], outs, **fast)
+    # Off the queue (no event stream: about half the latency); ZeroGPU needs queued GPU calls.
+    lane = (
+        fast if os.environ.get("SPACES_ZERO_GPU") else {"queue": False, "api_visibility": "private"}
+    )
+    ui.canvas.decode(decode, [ui.state], [ui.canvas], **lane)
 
 
 class Visitors:

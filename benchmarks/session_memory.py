@@ -77,18 +77,16 @@ def launch(cache_dir: Path, cache_ttl: int) -> tuple[subprocess.Popen, str]:
 
 
 def visit_browser(browser, url: str, photo: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from tests.support.browser import click, idle, upload  # the canvas page's test contract
+
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
     page.goto(url)
-    page.locator("#canvas input[type=file]").set_input_files(str(photo))
-    page.wait_for_function(
-        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
-    )
-    page.wait_for_timeout(300)  # then the upload's own event finishes
-    page.wait_for_function("() => document.querySelectorAll('.pending, .generating').length === 0")
-    box = page.locator("#canvas img").first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_function("() => document.querySelectorAll('#candidates img').length === 3")
+    upload(page, photo)
+    idle(page)  # then the upload's own event finishes
+    click(page, 0.5, 0.5)
+    page.wait_for_function("() => document.querySelectorAll('#canvas .osc-thumb').length === 3")
     page.close()
 
 

@@ -27,7 +27,9 @@ class Segmenter(Protocol):
 
     def set_image(self, image: ImageLike) -> str: ...
 
-    def predict(self, image: ImageLike, points=None, labels=None, box=None, previous=None): ...
+    def predict(
+        self, image: ImageLike, points=None, labels=None, box=None, previous=None, **options: Any
+    ): ...
 
     def everything(self, image: ImageLike, **options: Any) -> list: ...
 
@@ -51,9 +53,13 @@ class MaskPrompts:
     def __init__(self, sam: Segmenter):
         self.sam = sam
 
-    def click(self, session: Session, x: float, y: float, mode: str = "positive") -> str:
+    def click(
+        self, session: Session, x: float, y: float, mode: str = "positive",
+        mask_size: tuple[int, int] | None = None,
+    ) -> str:  # fmt: skip
         """A click in ``positive`` / ``negative`` mode adds a point (refining the current mask);
-        in ``box`` mode two clicks make a box. Returns a message for the user ("" if none)."""
+        in ``box`` mode two clicks make a box. Returns a message for the user ("" if none).
+        ``mask_size`` (h, w): the candidates' masks at that size (a preview for the page)."""
         _inside(need_image(session), x, y)
         if mode == "box":
             if session.box_corner is None:
@@ -65,7 +71,7 @@ class MaskPrompts:
             session.box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
         else:
             session.points.append((x, y, 0 if mode == "negative" else 1))
-        return self._predict(session)
+        return self._predict(session, mask_size)
 
     def prompt(
         self, session: Session, points: Sequence[Sequence[float]] = (),
@@ -87,7 +93,7 @@ class MaskPrompts:
             raise ServiceError("SAM found no region for this prompt.")
         return session.prediction.candidates[0]
 
-    def _predict(self, session: Session) -> str:
+    def _predict(self, session: Session, mask_size: tuple[int, int] | None = None) -> str:
         """SAM on the session's whole prompt, refining the previous mask after the first click."""
         pts = [(x, y) for x, y, _ in session.points] or None
         labels = [lab for _, _, lab in session.points] or None
@@ -95,8 +101,9 @@ class MaskPrompts:
         previous = session.prediction.logits if refine else None
         try:
             pred = self.sam.predict(
-                session.image, points=pts, labels=labels, box=session.box, previous=previous
-            )
+                session.image, points=pts, labels=labels, box=session.box, previous=previous,
+                **({"mask_size": mask_size} if mask_size else {}),
+            )  # fmt: skip
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
         candidates = tuple(Candidate.of(c.mask, c.score) for c in pred.candidates)

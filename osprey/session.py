@@ -121,6 +121,7 @@ class Session:
     auto: list[Candidate] = field(default_factory=list)  # "segment everything", largest first
     auto_labels: list[str] = field(default_factory=list)
     id: str = ""  # set when an image is opened (unique per opened image and session)
+    prompt_serial: int = 0  # counts clear_prompt(): the page drops its own prompt when it changes
 
     def names(self) -> list[str]:
         return [display_name(i, r.label) for i, r in enumerate(self.regions)]
@@ -136,6 +137,7 @@ class Session:
 
     def clear_prompt(self) -> None:
         self.points, self.box, self.box_corner, self.prediction = [], None, None, None
+        self.prompt_serial += 1
 
     # -- region list with undo / redo -----------------------------------------------------------
 

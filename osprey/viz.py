@@ -13,6 +13,8 @@ from osprey.session import Session
 # The mask being built (gold, see-through, white outline); "segment everything" masks are lighter.
 CURRENT = (255, 215, 0)
 AUTO_ALPHA = 0.35
+# What the page is sent to show: at most this many pixels on the long side (never the original).
+DISPLAY_SIDE = 1024
 
 # Distinct, readable colours (RGB) for region1, region2, ...; cycled beyond the table.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -129,34 +131,71 @@ def highlight(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# display resolution (the one place that scales image pixels for display)
+
+
+def display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
+    """(h, w) an image of ``height`` x ``width`` is shown at: the long side at most ``side``."""
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def to_display(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (H, W, 3) image or a bool (H, W) mask at ``size`` = (h, w) (area averaging; a mask
+    keeps the pixels at least half covered)."""
+    if image.shape[:2] == tuple(size):
+        return image
+    h, w = size
+    if image.dtype == bool:
+        small = cv2.resize(image.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        return small >= 0.5
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------------------------------------
 # a whole session
 
 
-def render(session: Session, show_auto: bool = True) -> np.ndarray | None:
+def render(
+    session: Session, show_auto: bool = True, size: tuple[int, int] | None = None,
+    prompt: bool = True, base: np.ndarray | None = None,
+) -> np.ndarray | None:  # fmt: skip
     """The canvas for ``session``: its regions (coloured, named), the mask being built, the
     clicks and the box; with no region yet, the "segment everything" masks (numbered, with
-    their labels once described). None before an image is open."""
+    their labels once described). None before an image is open. ``size`` (h, w): drawn at that
+    size (the display size) instead of the image's; ``prompt=False`` leaves out the mask being
+    built, the clicks and the box (the page draws those); ``base``: the image at ``size``."""
     if session.image is None:
         return None
-    out = session.image.rgb
+    size = size or (session.image.height, session.image.width)
+    image = base if base is not None else to_display(session.image.rgb, size)
+    out = image
     if show_auto and session.auto and not session.regions:
-        out = draw_regions(out, [a.mask for a in session.auto], [color(i) for i in range(len(session.auto))],
-                           auto_names(session), alpha=AUTO_ALPHA)  # fmt: skip
+        out = draw_regions(out, [to_display(a.mask, size) for a in session.auto],
+                           [color(i) for i in range(len(session.auto))], auto_names(session),
+                           alpha=AUTO_ALPHA)  # fmt: skip
     if session.regions:
         out = draw_regions(
-            out, [r.mask for r in session.regions], [r.color for r in session.regions],
-            session.names(),
+            out, [to_display(r.mask, size) for r in session.regions],
+            [r.color for r in session.regions], session.names(),
         )  # fmt: skip
+    out = out.copy() if out is image else out
+    if prompt:
+        _draw_prompt(out, session, size[1] / session.image.width)
+    return out
+
+
+def _draw_prompt(out: np.ndarray, session: Session, scale: float) -> None:
+    """The mask being built, the clicks and the box, in place on ``out`` (``scale``: display
+    pixels per image pixel)."""
     mask = session.current_mask()
     if mask is not None and mask.any():
-        out = highlight(out, mask)
-    out = out.copy() if out is session.image.rgb else out
-    draw_points(out, session.points)
+        out[:] = highlight(out, to_display(mask, out.shape[:2]))
+    draw_points(out, [(x * scale, y * scale, lab) for x, y, lab in session.points])
     if session.box is not None:
-        draw_box(out, session.box)
+        draw_box(out, [v * scale for v in session.box])
     if session.box_corner is not None:
-        draw_points(out, [(*session.box_corner, 1)])
-    return out
+        draw_points(out, [(session.box_corner[0] * scale, session.box_corner[1] * scale, 1)])
 
 
 def auto_names(session: Session) -> list[str] | None:
@@ -167,10 +206,14 @@ def auto_names(session: Session) -> list[str] | None:
     return [f"{i + 1}:{session.auto_labels[i]}" if i < n else "" for i in range(len(session.auto))]
 
 
-def candidates(session: Session) -> list[tuple[np.ndarray, str]]:
-    """SAM's candidates for the prompt being built, each highlighted on the image with its score
-    (none when there is only one)."""
+def candidates(
+    session: Session, size: tuple[int, int] | None = None
+) -> list[tuple[np.ndarray, str]]:
+    """SAM's candidates for the prompt being built, each highlighted on the image (at ``size``,
+    default the image's) with its score (none when there is only one)."""
     pred = session.prediction
     if pred is None or session.image is None or len(pred.candidates) < 2:
         return []
-    return [(highlight(session.image.rgb, c.mask), f"{c.score:.2f}") for c in pred.candidates]
+    size = size or (session.image.height, session.image.width)
+    image = to_display(session.image.rgb, size)
+    return [(highlight(image, to_display(c.mask, size)), f"{c.score:.2f}") for c in pred.candidates]

@@ -53,9 +53,15 @@ class PromptDecoder:
         return {"points": points, "boxes": boxes, "masks": masks}
 
     def __call__(
-        self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None, multimask: bool
+        self,
+        emb: Embedding,
+        prompt: Prompt,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+        mask_size: tuple[int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> masks bool (C, H, W), scores float32 (C,), low-res logits float32 (C, 256, 256)."""
+        """-> masks bool (C, H, W), scores float32 (C,), low-res logits float32 (C, 256, 256).
+        ``mask_size`` (h, w): upscale the masks to that size instead of the image's (H, W)."""  # fmt: skip
         sam = self.model
         sparse, dense = sam.prompt_encoder(**self.prompt_tensors(emb, prompt, mask_input))
         logits, scores = sam.mask_decoder(
@@ -65,7 +71,8 @@ class PromptDecoder:
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )  # (1, C, 256, 256), (1, C)
-        masks = sam.postprocess_masks(logits, emb.input_size, emb.original_size)  # (1, C, H, W)
+        size = mask_size or emb.original_size
+        masks = sam.postprocess_masks(logits, emb.input_size, size)  # (1, C, H, W)
         masks = masks > sam.mask_threshold
         return (
             masks[0].cpu().numpy(),

@@ -39,6 +39,7 @@ from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
 from sam_bridge.checkpoints import ensure_checkpoint
 from sam_bridge.decoder import PromptDecoder
 from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
+from sam_bridge.onnx_export import PageEmbedding, cached_decoder
 from sam_bridge.prompts import BoxLike, PointsLike, make_prompt
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ class SamBridge:
         self._lock = threading.RLock()
         self._encodes = 0
         self._decoder = PromptDecoder(self.model, self._predictor.transform, self.device)
+        self.onnx_dir: Path | None = None  # None: a folder in the temp dir
 
     # construction ------------------------------------------------------------------------------
 
@@ -212,7 +214,9 @@ class SamBridge:
                 model_type, checkpoints_dir, download=download, progress=progress
             )
         model = build_sam(model_type, path)
-        return cls(model, model_type=model_type, device=device, dtype=dtype, **kwargs)
+        bridge = cls(model, model_type=model_type, device=device, dtype=dtype, **kwargs)
+        bridge.onnx_dir = path.parent  # the page's ONNX decoder is cached next to the checkpoint
+        return bridge
 
     @classmethod
     def tiny(
@@ -282,6 +286,7 @@ class SamBridge:
         previous: Prediction | Candidate | np.ndarray | None = None,
         multimask: bool | None = None,
         clean_min_area: int = 0,
+        mask_size: tuple[int, int] | None = None,
     ) -> Prediction:
         """Masks for a prompt on ``image`` (an image, or an :class:`ImageKey` from set_image).
 
@@ -291,7 +296,9 @@ class SamBridge:
         far together with it, as SAM's interactive loop does. ``multimask``: three candidates
         (sub-part / part / whole) or one; None picks three for a lone click and one otherwise
         (SAM's advice for unambiguous prompts). ``clean_min_area``: fill holes and drop islands
-        below this many pixels. Raises :class:`SamBridgeError` for bad prompts.
+        below this many pixels. ``mask_size`` (h, w): masks (and their areas and boxes) at that
+        size instead of the image's, e.g. a display size (the logits do not depend on it).
+        Raises :class:`SamBridgeError` for bad prompts.
         """
         rgb, key = self._intake(image)
         emb = None
@@ -307,7 +314,7 @@ class SamBridge:
             multimask = prompt.num_points == 1 and prompt.box is None and mask_input is None
         with self._device_work():
             emb = emb if emb is not None else self._embed(rgb, key)
-            masks, scores, logits = self._decoder(emb, prompt, mask_input, multimask)
+            masks, scores, logits = self._decoder(emb, prompt, mask_input, multimask, mask_size)
         order = np.argsort(-scores, kind="stable")
         candidates = tuple(
             _candidate(masks[i], scores[i], logits[i], key, clean_min_area) for i in order
@@ -320,6 +327,23 @@ class SamBridge:
         from sam_bridge.everything import segment_everything
 
         return segment_everything(self, image, **options)
+
+    # the page's decoder ------------------------------------------------------------------------
+
+    def page_embedding(self, image: ImageLike | ImageKey) -> PageEmbedding:
+        """The image's embedding (encoded once, cached) in float16 with its geometry: what a page
+        running :meth:`decoder_onnx` needs to decode clicks itself."""
+        rgb, key = self._intake(image)
+        with self._device_work():
+            emb = self._cached(key) if rgb is None else self._embed(rgb, key)
+            features = emb.features.to(torch.float16).cpu().numpy()
+        return PageEmbedding(features, emb.original_size, emb.input_size)
+
+    def decoder_onnx(self) -> Path:
+        """This model's prompt encoder + mask decoder as ONNX (see :mod:`sam_bridge.onnx_export`),
+        exported on the first call into :attr:`onnx_dir` and reused after."""
+        with self._lock:
+            return cached_decoder(self.model, self.model_type, self.onnx_dir)
 
     # internals (the lock is held by the caller where noted) -------------------------------------
 

@@ -2,9 +2,7 @@
 upload a real photo, click it, see the overlay, ask for the category, see the streamed answer,
 add a second region, ask about both, export the JSON and check it decodes to the masks shown."""
 
-import itertools
 import json
-import shutil
 import time
 import urllib.request
 
@@ -12,19 +10,15 @@ import numpy as np
 import pytest
 
 import app
-from tests.support.servers import serving
+from tests.support.browser import ARGS, CHROMIUM, OVERLAY, app_url, click, idle, upload
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PHOTO = app.REPO / "examples" / "coffee.jpg"
 
 
 @pytest.fixture(scope="module")
 def url(tiny_service):
-    if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
-    pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
-    with serving(app.build_demo(tiny_service)) as address:
+    with app_url(tiny_service) as address:
         yield address
 
 
@@ -32,10 +26,8 @@ def url(tiny_service):
 def browser(url):
     from playwright.sync_api import sync_playwright
 
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-dev-shm-usage", "--disable-sync"]  # fmt: skip
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield chromium
         chromium.close()
 
@@ -52,32 +44,6 @@ def page(browser, url):
     pg = _open(browser, url)
     yield pg
     pg.close()
-
-
-def _idle(page) -> None:
-    """Wait until no component shows gradio's pending state (the last event has finished)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => document.querySelectorAll('.pending, .generating').length === 0")
-
-
-def _canvas_src(page) -> str:
-    return page.locator("#canvas img").first.get_attribute("src") or ""
-
-
-def _click_image(page, fx: float, fy: float) -> list[tuple[int, int]]:
-    """Click at a fraction of the displayed image; return the image pixels it may map to."""
-    img = page.locator("#canvas img").first
-    box = img.bounding_box()
-    nat_w, nat_h = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
-    before = _canvas_src(page)
-    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-    page.wait_for_function(
-        "prev => { const i = document.querySelector('#canvas img'); return i && i.getAttribute('src') !== prev; }",
-        arg=before,
-    )
-    _idle(page)
-    x, y = fx * nat_w, fy * nat_h
-    return [(int(x) + dx, int(y) + dy) for dx, dy in itertools.product((-1, 0, 1), repeat=2)]
 
 
 def _last_answer(page) -> str:
@@ -98,16 +64,13 @@ def test_every_visible_button_says_what_it_does(page):
 
 
 def test_click_describe_chat_export(page, tiny_service, tmp_path):
-    page.locator("#canvas input[type=file]").set_input_files(str(PHOTO))
-    page.wait_for_function(
-        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
-    )
-    _idle(page)
+    upload(page, PHOTO)
+    idle(page)
     assert page.locator("#untrained").is_visible()
 
     # region 1: one click -> overlay and SAM's candidates; add it; ask for its category
-    clicks1 = _click_image(page, 0.5, 0.5)
-    page.wait_for_function("() => document.querySelectorAll('#candidates img').length === 3")
+    click1 = click(page, 0.5, 0.5)
+    page.wait_for_function("() => document.querySelectorAll('#canvas .osc-thumb').length === 3")
     page.click("#add")
     page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region1')")
     page.click("#ask-category")
@@ -119,7 +82,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     )
 
     # region 2 elsewhere; a question about both, streamed into the chat
-    clicks2 = _click_image(page, 0.2, 0.25)
+    click2 = click(page, 0.2, 0.25)
     page.click("#add")
     page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region2')")
     page.fill("#question textarea", "How is region1 related to region2?")
@@ -129,7 +92,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     )
     page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
 
-    # export: the JSON decodes to the masks SAM gives for the clicked pixels
+    # export: the JSON decodes to the masks SAM gives (at full resolution) for the clicked pixels
     page.click("#export-json")
     link = page.locator("#export-file a").first
     link.wait_for()
@@ -139,24 +102,24 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     from osprey.masks import decode_rle
 
     rgb = load_image(PHOTO)
-    for region, clicks in zip(data["regions"], (clicks1, clicks2)):
+    for region, xy in zip(data["regions"], (click1, click2)):
         exported = decode_rle(region["segmentation"])
         assert exported.shape == rgb.shape[:2] and exported.any()
-        options = [tiny_service.sam.predict(rgb, points=[c]).candidates[0].mask for c in clicks]
-        assert any(np.array_equal(exported, m) for m in options)
+        assert np.array_equal(
+            exported, tiny_service.sam.predict(rgb, points=[xy]).candidates[0].mask
+        )
     assert data["regions"][0]["category"]
     assert data["chat"] and data["chat"][0]["question"] == "How is region1 related to region2?"
 
 
 def test_an_example_opens_and_takes_clicks(browser, url):
     pg = _open(browser, url)
+    pg.wait_for_selector(OVERLAY, state="attached")
     pg.locator("#examples button").first.click()
-    pg.wait_for_function(
-        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
-    )
-    _idle(pg)
-    _click_image(pg, 0.5, 0.5)
-    pg.wait_for_function("() => document.querySelectorAll('#candidates img').length === 3")
+    pg.wait_for_function("() => document.querySelector('#canvas')?.dataset.ready")
+    idle(pg)
+    click(pg, 0.5, 0.5)
+    pg.wait_for_function("() => document.querySelectorAll('#canvas .osc-thumb').length === 3")
     pg.close()
 
 
@@ -165,11 +128,8 @@ def test_closing_the_tab_frees_its_session_at_once(browser, url, tiny_service, m
     real_close = tiny_service.close
     monkeypatch.setattr(tiny_service, "close", lambda s: (closed.append(s), real_close(s)))
     pg = _open(browser, url)
-    pg.locator("#canvas input[type=file]").set_input_files(str(PHOTO))
-    pg.wait_for_function(
-        "() => (document.querySelector('#canvas img')?.src || '').includes('gradio_api/file=')"
-    )
-    _idle(pg)
+    upload(pg, PHOTO)
+    idle(pg)
     pg.close()
     for _ in range(100):  # the server learns of the closed tab through its heartbeat
         if closed:

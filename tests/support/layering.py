@@ -80,7 +80,11 @@ FORBIDDEN: dict[str, list[str]] = {
 LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label"]
 # Only these may import sam_bridge (they compose SAM with Osprey) or gradio.
 SAM_USERS = ["app", "sam_bridge", "osprey.label"]
-GRADIO_USERS = ["app", "osprey.api"]
+GRADIO_USERS = [
+    "app",
+    "osprey.api",
+    "osprey.canvas",  # the canvas is a gr.HTML component (its page: osprey/static/canvas.js)
+]
 # What sam_bridge may use of osprey.
 SAM_ALLOWED = [*BASE, *UTILITIES]
 

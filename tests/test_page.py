@@ -1,0 +1,122 @@
+"""The canvas page's server side (osprey/page.py) without a browser: the page's prompt is checked
+like any user input, replaying it gives the server's own click path, the view holds only
+display-size files, and the fallback answers with display-size masks."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from osprey import viz
+from osprey.errors import ServiceError
+from osprey.page import Assets, Page, pack_masks, parse_prompt
+from osprey.session import Session
+from tests.support.sam import photo
+
+BAD = [
+    None, "clicks", {"clicks": "x"}, {"clicks": [[1, 2]]}, {"clicks": [[1, 2, "erase"]]},
+    {"clicks": [["1", 2, "positive"]]}, {"clicks": [[float("nan"), 2, "positive"]]},
+    {"clicks": [[True, 2, "positive"]]}, {"clicks": [[500, 2, "positive"]]},
+    {"clicks": [[-1, 2, "positive"]]}, {"clicks": [[1, 2, "positive"]] * 65},
+    {"clicks": [], "candidate": 7}, {"clicks": [], "candidate": "0"},
+]  # fmt: skip
+
+
+@pytest.fixture()
+def page(tiny_service, tmp_path):
+    return Page(tiny_service.masks, Assets(tmp_path / "assets"))
+
+
+@pytest.fixture()
+def opened(tiny_service, voc):
+    s = Session()
+    tiny_service.open_image(s, voc["rgb"])
+    return s
+
+
+@pytest.mark.parametrize("data", BAD)
+def test_hostile_prompts_are_refused_with_a_message(opened, data):
+    with pytest.raises(ServiceError):
+        parse_prompt(data, opened.image)
+
+
+def test_replaying_the_page_prompt_is_the_server_click_path(tiny_service, page, opened, voc):
+    clicks = [[250, 180, "positive"], [120, 90, "negative"], [60, 40, "box"], [420, 330, "box"]]
+    page.apply(opened, {"page": {"clicks": clicks, "candidate": 0}})
+    reference = Session()
+    tiny_service.open_image(reference, voc["rgb"])
+    for x, y, mode in clicks:
+        tiny_service.click(reference, x, y, mode)
+    assert np.array_equal(opened.current_mask(), reference.current_mask())
+    assert opened.box == reference.box and opened.points == reference.points
+
+
+def test_view_sends_display_size_files_only(tiny_service, page, voc):
+    s = Session()
+    tiny_service.open_image(s, photo(voc["rgb"], 3024, 4032))
+    view = page.view(s)
+    assert view["image"]["shown"] == [1024, 768] and view["image"]["width"] == 4032
+    base = cv2.imread(str(page.assets.directory / view["image"]["base"].split("/")[-1]))
+    assert base.shape[:2] == (768, 1024)
+    features = np.fromfile(
+        page.assets.directory / view["image"]["embedding"].split("/")[-1], np.float16
+    )
+    assert features.size == view["image"]["channels"] * 64 * 64
+    assert view["decoder"].endswith(".onnx") and view["prompt"] == f"{s.id}:{s.prompt_serial}"
+
+
+def test_fallback_preview_is_display_size_and_incremental(tiny_service, page, voc):
+    s = Session()
+    tiny_service.open_image(s, photo(voc["rgb"], 1500, 2000))
+    first = page.preview(s, {"clicks": [[900, 700, "positive"]], "id": 1}).preview
+    assert first["id"] == 1 and len(first["scores"]) == 3
+    png = cv2.imread(str(page.assets.directory / first["masks"].split("/")[-1]), -1)
+    assert png.shape == viz.display_size(1500, 2000)
+    expected = tiny_service.sam.predict(s.image, points=[(900, 700)], mask_size=png.shape)
+    assert np.array_equal(png & 1 > 0, expected.candidates[0].mask)
+    second = page.preview(s, {"clicks": [[900, 700, "positive"], [300, 300, "negative"]]}).preview
+    assert len(second["scores"]) == 1  # refined: one mask
+
+
+def test_pack_masks_keeps_each_mask_in_its_bit():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((30, 40)) > 0.5 for _ in range(3)]
+    planes = cv2.imdecode(np.frombuffer(pack_masks(masks), np.uint8), -1)
+    for i, m in enumerate(masks):
+        assert np.array_equal((planes >> i) & 1 > 0, m)
+
+
+def test_assets_prune_generated_files_only(tmp_path):
+    assets = Assets(tmp_path, capacity=2)
+    kept = tmp_path / "src" / "sam_tiny_decoder.onnx"
+    kept.parent.mkdir()
+    kept.write_bytes(b"onnx")
+    assets.copy(kept)
+    for i in range(5):
+        assets.write(f"b-{i}.jpg", b"x")
+        os.utime(tmp_path / f"b-{i}.jpg", (1000 + i, 1000 + i))  # oldest first, whatever the clock
+    assets.prune()
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert names == ["b-3.jpg", "b-4.jpg", "sam_tiny_decoder.onnx"]
+    assets.max_bytes = 1  # and by size: the newest files that fit (one byte: b-4.jpg) are kept
+    assets.prune()
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert names == ["b-4.jpg", "sam_tiny_decoder.onnx"]
+
+
+def test_each_model_gets_its_own_embedding_file(tiny_service, voc, tmp_path):
+    """Two SAMs on one assets folder (two apps, or an app restarted with other weights) never
+    serve each other's embeddings."""
+    from osprey.prompting import MaskPrompts
+    from sam_bridge import SamBridge
+
+    other = SamBridge.tiny(seed=1)
+    other.onnx_dir = tmp_path / "onnx"
+    s = Session()
+    tiny_service.open_image(s, voc["rgb"])
+    views = [Page(m, Assets(tmp_path)).view(s) for m in (tiny_service.masks, MaskPrompts(other))]
+    assert views[0]["image"]["embedding"] != views[1]["image"]["embedding"]
+    assert views[0]["decoder"] != views[1]["decoder"]
