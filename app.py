@@ -541,13 +541,13 @@ def _vocabulary(choice: str, custom: str) -> str:
 
 
 def _top5_handler(service):
-    from osprey import labels
+    from osprey import topk
 
     @guarded
     @GPU
     def run(selected, chat, choice, custom, s):
         indices = [_index(i) for i in selected or []]
-        tops = labels.classify(service.osprey, s, _vocabulary(choice, custom), indices, top_k=5)
+        tops = topk.classify(service.osprey, s, _vocabulary(choice, custom), indices, top_k=5)
         for name, top in tops:
             text = " · ".join(f"{n} {p:.2f}" for n, p in top)
             chat = [*chat, {"role": "user", "content": f"Top-5 of {name}"},
@@ -558,15 +558,15 @@ def _top5_handler(service):
 
 
 def _describe_all_handler(service):
-    from osprey import labels
+    from osprey import topk
 
     @guarded
     @GPU
     def run(s, label, choice, custom):
-        vocabulary = labels.user_vocabulary(_vocabulary(choice, custom)) if label else None
+        vocabulary = topk.user_vocabulary(_vocabulary(choice, custom)) if label else None
         rows = service.describe_all(s)
         if vocabulary is not None:
-            rows = labels.label_all(service.osprey, s, rows, vocabulary)
+            rows = topk.label_all(service.osprey, s, rows, vocabulary)
         table = [[r["mask"], r["category"], r["caption"], r["area"], r.get("label", ""),
                   r.get("prob", "")] for r in rows]  # fmt: skip
         return (table, *view(s))

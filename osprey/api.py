@@ -5,7 +5,7 @@ One-shot endpoints take an image and answer at once: ``/segment``, ``/describe``
 ``/describe_all``, ``/classify``. The ``/session_*`` endpoints keep state between calls of one
 client (a ``gradio_client.Client`` has its own session), as a browser tab does: open an image,
 click, add regions, ask, export. Every endpoint calls the same service functions as the UI
-(``osprey/service.py``, ``osprey/labels.py``); README "API" lists them with a runnable example
+(``osprey/service.py``, ``osprey/topk.py``); README "API" lists them with a runnable example
 each.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import gradio as gr
 from gradio import FileData
 
-from osprey import labels
+from osprey import topk
 from osprey.errors import OspreyError
 from osprey.masks import encode_rle, load_mask_png, save_mask_png
 from osprey.service import RegionChat, ServiceError
@@ -188,7 +188,7 @@ class Endpoints:
         if not (_number(points_per_side) and 1 <= points_per_side <= MAX_POINTS_PER_SIDE):
             raise ServiceError(f"points_per_side must be between 1 and {MAX_POINTS_PER_SIDE}")
         if vocabulary:
-            labels.user_vocabulary(vocabulary)  # a bad one fails before segmenting
+            topk.user_vocabulary(vocabulary)  # a bad one fails before segmenting
         s = Session()
         _open(self.service, s, image)
         self.service.segment_everything(
@@ -196,7 +196,7 @@ class Endpoints:
             stability_score_thresh=float(stability_score_thresh),
         )  # fmt: skip
         rows = self.service.describe_all(s) if s.auto else []
-        return labels.label_all(self.service.osprey, s, rows, vocabulary) if vocabulary else rows
+        return topk.label_all(self.service.osprey, s, rows, vocabulary) if vocabulary else rows
 
     def classify(
         self, image: FileData, masks: list[FileData], vocabulary: str = "coco", top_k: float = 5
@@ -208,12 +208,12 @@ class Endpoints:
             raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
         if not _number(top_k):
             raise ServiceError("top_k must be a number")
-        v = labels.user_vocabulary(vocabulary)  # a bad one fails before the image is encoded
+        v = topk.user_vocabulary(vocabulary)  # a bad one fails before the image is encoded
         s = Session()
         _open(self.service, s, image)
         for f in masks or []:
             self.service.add_mask(s, _mask(f))
-        tops = labels.classify(self.service.osprey, s, v, top_k=int(top_k))
+        tops = topk.classify(self.service.osprey, s, v, top_k=int(top_k))
         return [[{"name": n, "prob": p} for n, p in top] for _, top in tops]
 
     # -- a session over several calls ------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Top-k classes where users get them: the app's operations (osprey/labels.py: regions, whole
+"""Top-k classes where users get them: the app's operations (osprey/topk.py: regions, whole
 image, describe-all labels, export), the HTTP API endpoint and the command line, tiny models."""
 
 import json
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import app
-from osprey import labels
+from osprey import topk
 from osprey.service import ServiceError, Session
 from osprey.vocabulary import builtin
 from tests.support.servers import serving
@@ -21,7 +21,7 @@ REPO = app.REPO
 
 def test_service_top_k_per_region_kept_and_exported(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 3)
-    out = labels.classify(tiny_service.osprey, s, "coco", [0, 2], top_k=4)
+    out = topk.classify(tiny_service.osprey, s, "coco", [0, 2], top_k=4)
     assert [name for name, _ in out] == ["region1", "region3"]
     for _, top in out:
         assert len(top) == 4 and all(n in builtin("coco").names for n, _ in top)
@@ -35,7 +35,7 @@ def test_service_top_k_per_region_kept_and_exported(tiny_service, voc):
 
 def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 0)
-    ((name, top),) = labels.classify(tiny_service.osprey, s, "dog, cat, sofa, person", top_k=2)
+    ((name, top),) = topk.classify(tiny_service.osprey, s, "dog, cat, sofa, person", top_k=2)
     assert name == "the image" and len(top) == 2
     assert {n for n, _ in top} <= {"dog", "cat", "sofa", "person"}
 
@@ -54,7 +54,7 @@ def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
 def test_service_bad_input_gets_a_clear_message(tiny_service, voc, vocabulary, top_k, message):
     s = _with_regions(tiny_service, voc, 1)
     with pytest.raises(ServiceError, match=message):
-        labels.classify(tiny_service.osprey, s, vocabulary, top_k=top_k)
+        topk.classify(tiny_service.osprey, s, vocabulary, top_k=top_k)
 
 
 def test_describe_all_labels_every_mask_with_its_top1(tiny_service, voc):
@@ -65,7 +65,7 @@ def test_describe_all_labels_every_mask_with_its_top1(tiny_service, voc):
     )
     plain = tiny_service.describe_all(s, limit=3)
     assert "label" not in plain[0] and s.auto_labels == [r["category"] for r in plain]
-    rows = labels.label_all(tiny_service.osprey, s, plain, "coco")
+    rows = topk.label_all(tiny_service.osprey, s, plain, "coco")
     assert rows and all(r["label"] in builtin("coco").names and 0 < r["prob"] <= 1 for r in rows)
     assert s.auto_labels == [f"{r['label']} {r['prob']:.2f}" for r in rows]
     top1 = tiny_service.osprey.classify(s.image, [a.mask for a in s.auto[:3]], "coco", 1)

@@ -13,9 +13,10 @@ Layers, bottom to top:
   / ``osprey.loading``, then ``osprey.classify`` (over the generator), then the facade
   ``osprey.pipeline``;
 * the app: ``osprey.session`` (data) <- ``osprey.viz`` (drawing) <- ``osprey.service`` (and
-  beside it ``osprey.labels``, top-k classes) <- ``osprey.api`` <- ``app``. Only ``app``
+  beside it ``osprey.topk``, top-k classes) <- ``osprey.api`` <- ``app``. Only ``app``
   composes SAM and Osprey; only ``app`` and ``osprey.api`` import gradio;
-* leaves: ``osprey.train``, ``osprey.eval``, ``osprey.datagen`` (nothing imports them).
+* leaves: ``osprey.train``, ``osprey.eval``, ``osprey.datagen``, ``osprey.label`` (nothing
+  imports them); ``osprey.label`` composes SAM and Osprey like ``app``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ UTILITIES = [
 ]  # fmt: skip
 BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
 APP_LAYER = [
-    "osprey.session", "osprey.viz", "osprey.service", "osprey.labels", "osprey.api", "app",
+    "osprey.session", "osprey.viz", "osprey.service", "osprey.topk", "osprey.api", "app",
 ]  # fmt: skip
 INFERENCE = [
     "osprey.features", "osprey.generation", "osprey.engine", "osprey.classify", "osprey.loading",
@@ -88,15 +89,15 @@ FORBIDDEN: dict[str, list[str]] = {
         "torch",
     ],
     "osprey.viz": ["osprey.model", "osprey.pipeline", "osprey.service", "osprey.api", "torch"],
-    "osprey.service": ["osprey.api", "osprey.labels", "app", "gradio"],
-    "osprey.labels": ["osprey.service", "osprey.api", "app", "gradio", "sam_bridge"],
+    "osprey.service": ["osprey.api", "osprey.topk", "app", "gradio"],
+    "osprey.topk": ["osprey.service", "osprey.api", "app", "gradio", "sam_bridge"],
     "osprey.api": ["app"],
     "osprey.data": ["osprey.train"],
 }
 # Nothing outside these packages may import them.
-LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen"]
+LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label"]
 # Only these may import sam_bridge (they compose SAM with Osprey) or gradio.
-SAM_USERS = ["app", "sam_bridge"]
+SAM_USERS = ["app", "sam_bridge", "osprey.label"]
 GRADIO_USERS = [
     "app",
     "osprey.api",
