@@ -210,6 +210,50 @@ def test_cli_tasks_and_limit(tmp_path, photos):
     assert data["categories"] == [{"id": 1, "name": "region"}]
 
 
+def test_vocab_gives_each_region_its_top_k_and_the_categories(tmp_path, photos, tiny_osprey):
+    """--vocab: every region gets its top-k classes (the model's own probabilities), the
+    categories are the vocabulary's classes in order, and a region is filed under its top-1."""
+    out = tmp_path / "labels.json"
+    argv = [str(photos), "--out", str(out), *TINY_FLAGS, "--tasks", "category", "--limit", "3",
+            "--vocab", "cityscapes", "--top-k", "3"]  # fmt: skip
+    assert main(argv) == 0
+    coco = COCO(str(out))
+    data = coco.dataset
+    from osprey.vocabulary import builtin
+
+    assert [c["name"] for c in data["categories"]] == builtin("cityscapes").names
+    assert data["info"]["settings"]["top_k"] == 3
+    images = {im["id"]: im["file_name"] for im in data["images"]}
+    assert data["annotations"]
+    for ann in data["annotations"]:
+        top = ann["top_k"]
+        assert len(top) == 3 and top == sorted(top, key=lambda t: -t["prob"])
+        assert 0 < sum(t["prob"] for t in top) <= 1 + 1e-6
+        assert coco.cats[ann["category_id"]]["name"] == top[0]["name"]
+        assert isinstance(ann["category_name"], str)  # the generated answer stays beside it
+    ann = data["annotations"][0]  # the same numbers as the library call on that region
+    image = photos / images[ann["image_id"]]
+    mask = coco.annToMask(ann).astype(bool)
+    ((expected),) = tiny_osprey.classify(str(image), [mask], "cityscapes", 3)
+    assert [t["name"] for t in ann["top_k"]] == [n for n, _ in expected]
+    assert [t["prob"] for t in ann["top_k"]] == pytest.approx([p for _, p in expected], abs=1e-5)
+
+
+def test_vocab_errors_are_one_line_before_any_work(tmp_path, photos, capsys):
+    from osprey.options import run
+
+    out = str(tmp_path / "x.json")
+    assert run(main, [str(photos), "--out", out, "--tiny", "--vocab", "cocoo"]) == 1
+    assert "cocoo" in capsys.readouterr().err
+    assert run(main, [str(photos), "--out", out, "--tiny", "--vocab", "coco", "--top-k", "99"]) == 1
+    assert "--top-k must be between 1 and 50" in capsys.readouterr().err
+    listing = tmp_path / "names.txt"
+    listing.write_text("dog\ncat\n<mask>\n")
+    assert run(main, [str(photos), "--out", out, "--tiny", "--vocab", str(listing)]) == 1
+    assert "<mask>" in capsys.readouterr().err
+    assert not Path(out).exists() and not shard_dir(out).exists()
+
+
 def test_cli_errors_are_one_line(tmp_path, photos, capsys):
     from osprey.options import run
 

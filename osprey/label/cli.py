@@ -1,5 +1,6 @@
 """``python -m osprey.label IMAGES --out labels.json``: every region of every image gets a category
-and a caption (``--tasks``), written as one COCO JSON; in this process or on Ray (``--ray``).
+and a caption (``--tasks``), and with ``--vocab`` its top-k classes with probabilities, written as
+one COCO JSON; in this process or on Ray (``--ray``).
 
 Examples::
 
@@ -7,6 +8,7 @@ Examples::
     python -m osprey.label coco/val.json --regions coco/val.json --out captions.json
     python -m osprey.label photos/ --out labels.json --ray --actors 4     # local Ray, 4 actors
     python -m osprey.label photos/ --out labels.json --ray auto           # an existing cluster
+    python -m osprey.label photos/ --out panoptic.json --vocab coco --top-k 3 --tasks short
 
 Rerunning a command resumes it (finished images are kept in ``<out>.shards/``).
 """
@@ -52,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label these masks (polygons or RLE, matched by file name) instead of SAM's")  # fmt: skip
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                    help=f"comma-separated, from {', '.join(TASK_FIELDS)} (default: %(default)s)")  # fmt: skip
+    p.add_argument("--vocab", default=None, metavar="NAME|FILE",
+                   help="also rank every region's classes of this vocabulary: coco, lvis, ade20k, "
+                   "cityscapes, paco, or a file (one class a line); the categories are its classes")  # fmt: skip
+    p.add_argument("--top-k", type=positive_int, default=5,
+                   help="classes kept per region with --vocab (default: %(default)s)")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
     p.add_argument("--retry-skipped", action="store_true",
                    help="label again the images an earlier run recorded as skipped")  # fmt: skip
@@ -103,9 +110,12 @@ def _ray_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace):
-    """The :class:`~osprey.label.job.LabelSettings` of parsed arguments."""
+    """The :class:`~osprey.label.job.LabelSettings` of parsed arguments (a ``--vocab`` file is
+    read here, once: the workers get its classes)."""
     from osprey.label.job import LabelSettings
+    from osprey.vocabulary import resolve
 
+    vocabulary = resolve(args.vocab, files=True) if args.vocab else None
     everything = EverythingOptions(
         args.points_per_side, args.pred_iou_thresh, args.stability_score_thresh,
         args.box_nms_thresh, args.min_area, args.crop_n_layers,
@@ -116,7 +126,8 @@ def settings_from(args: argparse.Namespace):
         sam_model_type=args.sam_model_type, sam_checkpoint=args.sam_checkpoint,
         tasks=args.tasks, max_new_tokens=args.max_new_tokens, everything=everything,
         max_regions=args.max_regions, regions_file=args.regions,
-        batch_images=args.batch_images, batching=args.batching,
+        batch_images=args.batch_images, batching=args.batching, vocabulary=vocabulary,
+        top_k=args.top_k,
     )  # fmt: skip
 
 

@@ -3,8 +3,9 @@
 The result loads with ``pycocotools.coco.COCO``: ``images`` (``id``, ``file_name``, ``height``,
 ``width``), ``annotations`` (``id``, ``image_id``, ``category_id``, RLE ``segmentation``,
 ``area``, ``bbox`` ``[x, y, w, h]``, ``iscrowd`` 0, SAM's ``score`` and one field per task:
-``category_name``, ``caption``, ``description``) and ``categories``, one per distinct category
-name (``region`` for regions without one). Images that could not be labelled are listed under
+``category_name``, ``caption``, ``description``, ``top_k``) and ``categories``: with a vocabulary
+(``--vocab``) its classes, in its order, each region filed under its most probable class;
+otherwise one per distinct category name (``region`` for regions without one). Images that could not be labelled are listed under
 ``skipped`` with the reason. Ids follow the input's order, so equal records give equal files,
 whatever order they were produced in.
 """
@@ -28,10 +29,18 @@ def category_of(annotation: Mapping[str, Any]) -> str:
     return (name.strip() if isinstance(name, str) else "") or UNNAMED
 
 
+def top1_of(annotation: Mapping[str, Any]) -> str:
+    """The most probable class of an annotation's ``top_k`` list, or ``region`` without one."""
+    top = annotation.get("top_k")
+    return top[0]["name"] if top else UNNAMED
+
+
 def to_coco(
-    items: Sequence[ImageItem], records: Mapping[str, dict[str, Any]], info: dict[str, Any]
-) -> dict[str, Any]:
-    """One COCO dataset from the record of every item (``records`` by file name, one per item)."""
+    items: Sequence[ImageItem], records: Mapping[str, dict[str, Any]], info: dict[str, Any],
+    vocabulary: Sequence[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One COCO dataset from the record of every item (``records`` by file name, one per item);
+    ``vocabulary``: the class names the categories are (see the module docstring)."""
     images, done, skipped, dropped = [], [], [], []
     for item in items:
         record = records[item.file_name]
@@ -44,13 +53,16 @@ def to_coco(
         })  # fmt: skip
         done.append((item.image_id, record["annotations"]))
         dropped += [{"file_name": item.file_name, **d} for d in record.get("dropped", [])]
-    names = sorted({category_of(a) for _, anns in done for a in anns})
+    file_under = category_of if vocabulary is None else top1_of
+    found = {file_under(a) for _, anns in done for a in anns}
+    names = sorted(found) if vocabulary is None else list(dict.fromkeys(vocabulary))
+    names += sorted(found - set(names))  # with a vocabulary: "region" if a region has no top_k
     category_ids = {name: i + 1 for i, name in enumerate(names)}
     annotations = []
     for image_id, anns in done:
         for ann in anns:
             head = {"id": len(annotations) + 1, "image_id": image_id}
-            head["category_id"] = category_ids[category_of(ann)]
+            head["category_id"] = category_ids[file_under(ann)]
             annotations.append(head | {"iscrowd": 0} | ann)
     data = {
         "info": info, "images": images, "annotations": annotations,

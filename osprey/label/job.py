@@ -19,7 +19,7 @@ from osprey.errors import ImageError, MaskError, UsageError
 from osprey.images import ImageHandle
 from osprey.label.inputs import ImageItem
 from osprey.label.regions import EverythingOptions, Region, given_regions, sam_regions
-from osprey.label.tasks import DEFAULT_TASKS, build_tasks, parse_tasks
+from osprey.label.tasks import DEFAULT_TASKS, build_tasks, check_top_k, parse_tasks
 from osprey.options import TINY_MODEL, one_line
 
 TINY_KV_BUDGET = 64 * 2**20  # the batching engine's KV cache for the tiny model (bytes)
@@ -48,6 +48,8 @@ class LabelSettings:
     regions_file: str | None = None  # --regions: the images' own masks instead of SAM's
     batch_images: int = 4  # images labelled together (their regions decoded in one batch)
     batching: str = "auto"  # the continuous-batching engine: on, off, auto (on CUDA)
+    vocabulary: Any = None  # --vocab, resolved (osprey.vocabulary.Vocabulary): top-k per region
+    top_k: int = 5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", parse_tasks(self.tasks))
@@ -61,6 +63,8 @@ class LabelSettings:
             raise UsageError(f"max_regions must be at least 1, got {self.max_regions}")
         if self.max_new_tokens < 1:
             raise UsageError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.vocabulary is not None:
+            check_top_k(self.top_k)
 
     @property
     def tiny(self) -> bool:
@@ -72,6 +76,9 @@ class LabelSettings:
         keep = ("model", "quantize", "tasks", "max_new_tokens", "max_regions", "regions_file")
         out = {k: getattr(self, k) for k in keep}
         out["tasks"] = list(self.tasks)
+        if self.vocabulary is not None:
+            out["vocabulary"] = [self.vocabulary.name, [list(c) for c in self.vocabulary.classes]]
+            out["top_k"] = self.top_k
         if self.regions_file is None:
             out["sam"] = [self.sam_model_type, self.sam_checkpoint, asdict(self.everything)]
         return out
@@ -95,7 +102,9 @@ class Labeller:
         self.osprey = osprey
         self.sam = sam
         self.settings = settings
-        self.tasks = build_tasks(settings.tasks, settings.max_new_tokens)
+        self.tasks = build_tasks(
+            settings.tasks, settings.max_new_tokens, settings.vocabulary, settings.top_k
+        )
 
     @classmethod
     def load(cls, settings: LabelSettings) -> Labeller:

@@ -145,7 +145,8 @@ def _merge(
         "description": "region labels by osprey-open (python -m osprey.label)",
         "untrained": settings.tiny, "settings": settings.fingerprint(),
     }  # fmt: skip
-    data = to_coco(items, records, info)
+    v = settings.vocabulary
+    data = to_coco(items, records, info, None if v is None else v.names)
     write_json_atomic(out, data)
     return Summary(out, len(data["images"]), len(data["skipped"]), len(data["annotations"]),
                    new, seconds)  # fmt: skip

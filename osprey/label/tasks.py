@@ -4,8 +4,9 @@ A task is a callable ``task(osprey, [(image, masks), ...]) -> one list of values
 value per mask)`` with a ``field``. The ``category`` / ``short`` / ``detailed`` tasks are
 :meth:`osprey.Osprey.describe_batch` with the released weights' prompts: with the batching engine
 on, every region of every image is decoded in one batch; without it, the regions of each image
-are decoded together over a shared prompt prefix. A new kind of answer (e.g. top-k over a
-vocabulary) is one more entry of :data:`TASK_FIELDS` and one more task class.
+are decoded together over a shared prompt prefix. With ``--vocab`` a :class:`TopK` task adds each
+region's ``top_k`` classes of the vocabulary with their probabilities
+(:meth:`osprey.Osprey.classify`).
 
 Imports no torch: the command line checks ``--tasks`` before any model is loaded.
 """
@@ -24,6 +25,8 @@ from osprey.images import ImageHandle
 # task name -> the annotation field of its answer
 TASK_FIELDS = {"category": "category_name", "short": "caption", "detailed": "description"}
 DEFAULT_TASKS = ("category", "short")
+TOP_K_FIELD = "top_k"  # [{"name", "prob"}, ...] per region, most probable first
+MAX_TOP_K = 50
 
 
 Images = Sequence[tuple[ImageHandle, Sequence[np.ndarray]]]  # (image, its region masks) each
@@ -52,6 +55,30 @@ class Describe:
         return osprey.describe_batch(images, self.task, Generation(self.max_new_tokens))
 
 
+@dataclass(frozen=True)
+class TopK:
+    """The ``k`` most probable classes of ``vocabulary`` (its class names, first spelling first)
+    for every region: ``[{"name": "dog", "prob": 0.71}, ...]``."""
+
+    vocabulary: Any  # osprey.vocabulary.Vocabulary (picklable: Ray sends it to the actors)
+    k: int
+    field: str = TOP_K_FIELD
+
+    def __call__(self, osprey: Any, images: Images) -> list[list[list[dict[str, Any]]]]:
+        out = []
+        for image, masks in images:
+            tops = osprey.classify(image, list(masks), self.vocabulary, self.k)
+            out.append([[{"name": n, "prob": round(float(p), 6)} for n, p in t] for t in tops])
+        return out
+
+
+def check_top_k(k: int) -> int:
+    """``k`` if it is a sensible number of classes to keep per region."""
+    if not 1 <= int(k) <= MAX_TOP_K:
+        raise UsageError(f"--top-k must be between 1 and {MAX_TOP_K}, got {k}")
+    return int(k)
+
+
 def parse_tasks(text: str | Sequence[str]) -> tuple[str, ...]:
     """``"category,short"`` (or a list of names) -> the task names, checked, repeats removed."""
     parts = text.split(",") if isinstance(text, str) else list(text)
@@ -66,6 +93,12 @@ def parse_tasks(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def build_tasks(names: Sequence[str], max_new_tokens: int) -> list[Task]:
-    """The task callables for ``names`` (checked with :func:`parse_tasks`)."""
-    return [Describe(name, max_new_tokens) for name in parse_tasks(names)]
+def build_tasks(
+    names: Sequence[str], max_new_tokens: int, vocabulary: Any = None, top_k: int = 5
+) -> list[Task]:
+    """The task callables for ``names`` (checked with :func:`parse_tasks`), and a :class:`TopK`
+    when a ``vocabulary`` is given."""
+    tasks: list[Task] = [Describe(name, max_new_tokens) for name in parse_tasks(names)]
+    if vocabulary is not None:
+        tasks.append(TopK(vocabulary, check_top_k(top_k)))
+    return tasks
