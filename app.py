@@ -629,8 +629,24 @@ def main(argv: list[str] | None = None) -> int:
         launch["server_name"] = args.host
     if args.port:
         launch["server_port"] = args.port
-    demo.launch(**launch)
+    serve(demo, launch)
     return 0
+
+
+def serve(demo, launch: dict, attempts: int = 3) -> None:
+    """``demo.launch(**launch)``. Gradio gives up when its own page does not answer within 3 s
+    of starting ("localhost is not accessible"), which happens on a busy small machine: try
+    again rather than fail to start."""
+    for attempt in range(attempts):
+        try:
+            demo.launch(**launch)
+            return
+        except ValueError as exc:
+            if "localhost is not accessible" not in str(exc) or attempt == attempts - 1:
+                raise
+            print("The page did not answer within Gradio's start-up check; trying again.",
+                  file=sys.stderr)  # fmt: skip
+            demo.close()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Load test: many sessions on one app (tiny models, loopback), with and without continuous
-batching, measured side by side in one run.
+"""Load test: many sessions on one app (tiny models, loopback, the app in its own process), with
+and without continuous batching, measured side by side in one run.
 
     python benchmarks/load_test.py [--sessions 1 4 8 16] [--seconds 20]
     python benchmarks/load_test.py --sessions 20 --isolation      # the isolation check only
@@ -19,6 +19,7 @@ leak, in both scenarios. Prints numbers; asserts nothing else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -32,20 +33,31 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 QUESTION = "What is region1 doing, and what is next to it?"
 
 
-def launch(batching: bool):
-    """The app as ``python app.py --tiny [--no-batching]`` builds it, served in-process."""
-    import app
-    from tests.support.servers import start
+def stop_app(proc) -> None:
+    from app_process import stop_app as stop
 
-    argv = ["--tiny"] + ([] if batching else ["--no-batching"])
-    service = app.build_service(app.parse_args(argv))
-    demo = app.build_demo(service)
-    demo.queue(max_size=1024)
-    return demo, service, f"http://127.0.0.1:{start(demo)}/"
+    stop(proc)
+
+
+def launch(batching: bool):
+    """``python app.py --tiny [--no-batching]`` in its own process (so that the clients here
+    share no interpreter lock with the server): (process, url)."""
+    from app_process import start_app
+
+    return start_app(["--tiny"] + ([] if batching else ["--no-batching"]))
+
+
+def tiny_tokenizer():
+    """The tiny model's tokenizer (the app's, rebuilt here), to count the answers' tokens."""
+    from osprey.model.llm import load_tokenizer
+    from osprey.tiny import tiny_tokenizer_dir
+
+    return load_tokenizer(tiny_tokenizer_dir(), 32000, 32001)
 
 
 def photos(n: int, folder: Path) -> list[Path]:
@@ -81,7 +93,10 @@ class Run:
         self.lock = threading.Lock()
 
 
-def asker(url: str, photo: Path, until: float, run: Run, tokenizer) -> None:
+def asker(url: str, photo: Path, start: threading.Barrier, run: Run, tokenizer) -> None:
+    """One visitor: connects and makes a region first, then (once every visitor is ready: the
+    window of the measurement opens at the barrier) asks questions back to back until
+    ``run.until``."""
     from gradio_client import Client, handle_file
 
     try:
@@ -89,7 +104,13 @@ def asker(url: str, photo: Path, until: float, run: Run, tokenizer) -> None:
         client.predict(handle_file(str(photo)), api_name="/session_open")
         client.predict(40, 40, "positive", api_name="/session_click")
         client.predict(api_name="/session_add")
-        while time.perf_counter() < until:
+    except Exception as exc:
+        run.errors.append(f"setup {type(exc).__name__}: {exc}")
+        start.abort()
+        return
+    start.wait()
+    try:
+        while time.perf_counter() < run.until:
             t0, first = time.perf_counter(), None
             job = client.submit(QUESTION, api_name="/session_ask")
             for text in job:
@@ -123,15 +144,23 @@ def clicker(url: str, photo: Path, stop: threading.Event, run: Run) -> None:
 
 
 def measure(url: str, tokenizer, n: int, seconds: float, images: list[Path]) -> Run:
+    """N askers and the clicker; the window (``seconds``, the wall time the rates divide by)
+    opens when every asker has connected and made its region: gradio_client's connection (it
+    reads the app's API description) takes seconds each when many connect at once, which is
+    not what is measured here."""
     run, stop = Run(), threading.Event()
-    click = threading.Thread(target=clicker, args=(url, images[-1], stop, run))
-    click.start()
-    until = time.perf_counter() + seconds
-    askers = [threading.Thread(target=asker, args=(url, images[i], until, run, tokenizer))
+    start = threading.Barrier(n + 1)
+    run.until = float("inf")
+    askers = [threading.Thread(target=asker, args=(url, images[i], start, run, tokenizer))
               for i in range(n)]  # fmt: skip
-    t0 = time.perf_counter()
     for t in askers:
         t.start()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a failed set-up: counted
+        start.wait()
+    click = threading.Thread(target=clicker, args=(url, images[-1], stop, run))
+    click.start()
+    t0 = time.perf_counter()
+    run.until = t0 + seconds
     for t in askers:
         t.join()
     run.wall = time.perf_counter() - t0
@@ -154,8 +183,9 @@ def streaming(sizes: list[int], seconds: float) -> int:
     rows, errors = {}, 0
     with tempfile.TemporaryDirectory() as tmp:
         images = photos(max(sizes) + 1, Path(tmp))
+        tokenizer = tiny_tokenizer()
         for batching in (True, False):
-            demo, service, url = launch(batching)
+            proc, url = launch(batching)
             mode = "batching" if batching else "per request"
             try:
                 idle = idle_clicks(url, images[-1])
@@ -163,13 +193,12 @@ def streaming(sizes: list[int], seconds: float) -> int:
                       f"p95 {pct(idle, 95) * 1e3:.0f} ms", flush=True)  # fmt: skip
                 rows[(mode, 0)] = idle
                 for n in sizes:
-                    run = measure(url, service.osprey.tokenizer, n, seconds, images)
+                    run = measure(url, tokenizer, n, seconds, images)
                     rows[(mode, n)] = run
                     errors += len(run.errors)
                     _print_run(mode, n, run)
             finally:
-                demo.close()
-                service.osprey.generator.disable_batching()
+                stop_app(proc)
     _print_table(rows, sizes)
     return 1 if errors else 0
 
@@ -246,7 +275,7 @@ def isolated_session(
 
 
 def isolation(n: int) -> int:
-    demo, service, url = launch(batching=True)
+    proc, url = launch(batching=True)
     times: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     leaks: list[str] = []
@@ -261,8 +290,7 @@ def isolation(n: int) -> int:
                 t.join()
             wall = time.perf_counter() - t0
     finally:
-        demo.close()
-        service.osprey.generator.disable_batching()
+        stop_app(proc)
     print(
         f"{n} concurrent sessions in {wall:.1f} s\n| step | calls | p50 s | p95 s |\n|---|---|---|---|"
     )

@@ -14,20 +14,18 @@ Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]  # fmt: skip
 
@@ -53,27 +51,10 @@ def phone_photo(folder: Path, index: int) -> Path:
 
 
 def launch(cache_dir: Path, cache_ttl: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(cache_dir), "GRADIO_ANALYTICS_ENABLED": "False"}
-    argv = [sys.executable, "app.py", "--tiny", "--port", str(port), "--cache-ttl", str(cache_ttl)]
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(600):
-        try:
-            with urllib.request.urlopen(url + "config", timeout=2) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the app exited: {proc.stderr.read().decode()[-2000:]}"
-                ) from None
-            time.sleep(0.5)
-    raise RuntimeError("the app did not start")
+    from app_process import start_app
+
+    args = ["--tiny", "--cache-ttl", str(cache_ttl)]
+    return start_app(args, {"GRADIO_TEMP_DIR": str(cache_dir)})
 
 
 def visit_browser(browser, url: str, photo: Path) -> None:

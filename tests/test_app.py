@@ -178,3 +178,31 @@ def test_compile_and_quantize_are_refused_together(capsys):
     with pytest.raises(SystemExit):
         app.parse_args(["--compile", "--quantize", "8bit"])
     assert "--compile does not combine with --quantize" in capsys.readouterr().err
+
+
+class _FlakyDemo:
+    """A Blocks stand-in whose launch fails Gradio's start-up check ``fails`` times."""
+
+    def __init__(self, fails: int, message: str = "When localhost is not accessible, ..."):
+        self.fails, self.message, self.launches, self.closes = fails, message, [], 0
+
+    def launch(self, **kwargs):
+        self.launches.append(kwargs)
+        if len(self.launches) <= self.fails:
+            raise ValueError(self.message)
+
+    def close(self):
+        self.closes += 1
+
+
+def test_a_missed_start_up_check_is_tried_again(capsys):
+    demo = _FlakyDemo(fails=2)
+    app.serve(demo, {"server_port": 7861})
+    assert demo.launches == [{"server_port": 7861}] * 3 and demo.closes == 2
+    assert "trying again" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="localhost"):
+        app.serve(_FlakyDemo(fails=3), {})
+    other = _FlakyDemo(fails=1, message="port 7861 is taken")
+    with pytest.raises(ValueError, match="taken"):  # other errors are not retried
+        app.serve(other, {})
+    assert len(other.launches) == 1

@@ -1,0 +1,94 @@
+"""How long a visitor waits for the first answer where the app lands: the 7B architecture (random
+weights: speed does not depend on their values) in the form the app picks for the machine, with
+SAM ViT-B beside it, on the CPU by default.
+
+    python benchmarks/first_answer.py                      # 8-bit, as on Spaces CPU basic (16 GB)
+    python benchmarks/first_answer.py --quantize none      # bf16, as on a 24+ GB CPU machine
+    python benchmarks/first_answer.py --tiny               # the tiny model: a quick dry run
+
+Measured, one visitor on an idle app: the click (SAM embedding of a new photo, then one decode),
+then the first question on the photo (image features + the whole prompt + the answer), then a
+second question on the same photo (prefix reused). For each question: time to the first streamed
+text and to the whole answer, tokens generated. Also the peak resident memory after the build.
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from run import build_osprey, load_voc, peak_gib, reset_peak  # noqa: E402
+
+from osprey.conversation import task_message  # noqa: E402
+from osprey.generation import Generation  # noqa: E402
+
+
+def timed_answer(osp, rgb, masks, message: str, max_new_tokens: int) -> tuple[float, float, str]:
+    """(seconds to the first streamed text, seconds to the whole answer, the answer)."""
+    t0 = time.perf_counter()
+    first, last = None, ""
+    for text in osp.stream(osp.generate, rgb, masks, message, Generation(max_new_tokens)):
+        if first is None and isinstance(text, str) and text:
+            first = time.perf_counter() - t0
+        last = text
+    return (first if first is not None else float("nan")), time.perf_counter() - t0, str(last)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quantize", choices=["8bit", "4bit", "none"], default="8bit")
+    ap.add_argument("--tiny", action="store_true", help="the tiny model instead of the 7B")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--max-new-tokens", type=int, default=16, help="answer length cap")
+    ap.add_argument("--voc", type=Path, default=None, help="the VOC photo as an .npz (run.py)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quantize = None if args.quantize == "none" else args.quantize
+    device = torch.device("cpu")
+    voc = load_voc(args.voc)
+    rgb, masks = voc["rgb"], voc["masks"]
+
+    from sam_bridge.build import build_sam
+    from sam_bridge.predictor import SamBridge
+
+    t = time.perf_counter()
+    osp = build_osprey(not args.tiny, device, torch.bfloat16, quantize)
+    sam = SamBridge(build_sam("vit_b"), model_type="vit_b", device=device)
+    gc.collect()
+    print(f"models built in {time.perf_counter() - t:.0f} s "
+          f"({'tiny' if args.tiny else '7B'}, {args.quantize}, SAM ViT-B), "
+          f"{torch.get_num_threads()} torch threads", flush=True)  # fmt: skip
+    reset_peak(device)
+
+    t = time.perf_counter()
+    sam.predict(rgb, points=[(250, 200)])
+    print(f"first click on a new photo (SAM embedding + decode): {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    sam.predict(rgb, points=[(260, 210)])
+    print(f"next click: {1000 * (time.perf_counter() - t):.0f} ms", flush=True)
+
+    n = args.max_new_tokens
+    questions = [
+        ("first question on the photo (category)", task_message("category"), masks[:1]),
+        ("second question, same photo (short caption)", task_message("short"), masks[:1]),
+    ]
+    for what, message, m in questions:
+        first, whole, answer = timed_answer(osp, rgb, m, message, n)
+        print(f"{what}: first text {first:.1f} s, whole answer {whole:.1f} s "
+              f"(cap {n} tokens; {len(answer)} characters)", flush=True)  # fmt: skip
+    print(f"peak resident memory after the build: {peak_gib(device):.1f} GiB")
+
+
+if __name__ == "__main__":
+    main()
