@@ -35,20 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from app_process import start_app, stop_app  # noqa: E402
+
 QUESTION = "What is region1 doing, and what is next to it?"
-
-
-def stop_app(proc) -> None:
-    from app_process import stop_app as stop
-
-    stop(proc)
 
 
 def launch(batching: bool):
     """``python app.py --tiny [--no-batching]`` in its own process (so that the clients here
     share no interpreter lock with the server): (process, url)."""
-    from app_process import start_app
-
     return start_app(["--tiny"] + ([] if batching else ["--no-batching"]))
 
 

@@ -18,8 +18,6 @@ from osprey.processor import RegionError
 from osprey.prompting import need_image
 from osprey.session import Session, display_name, model_name
 
-MAX_TOP_K = 50
-
 
 def user_vocabulary(spec: str | vocab.Vocabulary | None) -> vocab.Vocabulary:
     """A vocabulary a user typed or picked: a built-in name or comma-separated names, never a
@@ -39,8 +37,8 @@ def classify(
     Returns (display name, top list) pairs: ``region2 (dog)``, or ``the image``."""
     handle = need_image(session)
     v = user_vocabulary(vocabulary)
-    if not 1 <= int(top_k) <= MAX_TOP_K:
-        raise ServiceError(f"top_k must be between 1 and {MAX_TOP_K}.")
+    if not 1 <= int(top_k) <= vocab.MAX_TOP_K:
+        raise ServiceError(f"top_k must be between 1 and {vocab.MAX_TOP_K}.")
     if not session.regions:
         return [("the image", _run(lambda: osprey.classify(handle, None, v, int(top_k)))[0])]
     indices = list(range(len(session.regions))) if not indices else list(indices)

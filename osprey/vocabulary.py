@@ -29,6 +29,7 @@ BUILTIN = {
 }
 MAX_NAMES = 2000  # scoring cost grows with the names; LVIS (1,203) fits
 MAX_NAME_CHARS = 80
+MAX_TOP_K = 50  # classes a user may ask to see per region (app, API, labeller)
 MAX_FILE_BYTES = 1 << 20
 # Text that would change the prompt instead of being an answer.
 _SPECIAL = ("<image>", "<mask>", "<pos>", "<s>", "</s>", "<unk>")

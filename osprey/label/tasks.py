@@ -21,12 +21,12 @@ import numpy as np
 
 from osprey.errors import UsageError
 from osprey.images import ImageHandle
+from osprey.vocabulary import MAX_TOP_K
 
 # task name -> the annotation field of its answer
 TASK_FIELDS = {"category": "category_name", "short": "caption", "detailed": "description"}
 DEFAULT_TASKS = ("category", "short")
 TOP_K_FIELD = "top_k"  # [{"name", "prob"}, ...] per region, most probable first
-MAX_TOP_K = 50
 
 
 Images = Sequence[tuple[ImageHandle, Sequence[np.ndarray]]]  # (image, its region masks) each

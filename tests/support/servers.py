@@ -13,20 +13,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(demo, attempts: int = 3, **launch: object) -> int:
-    """``demo.launch`` on a free loopback port; returns the port. Gradio checks that the page
-    answers within 3 s and gives up otherwise: on a busy machine, try again."""
-    for attempt in range(attempts):
-        port = free_port()
-        try:
-            demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                        quiet=True, **launch)  # fmt: skip
-            return port
-        except ValueError as exc:
-            if "localhost is not accessible" not in str(exc) or attempt == attempts - 1:
-                raise
-            demo.close()
-    raise AssertionError("unreachable")
+def start(demo, **launch: object) -> int:
+    """``demo.launch`` on a free loopback port (Gradio's start-up check retried as ``app.serve``
+    does); returns the port."""
+    from app import serve
+
+    port = free_port()
+    serve(demo, {"server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True,
+                 "quiet": True, **launch})  # fmt: skip
+    return port
 
 
 @contextlib.contextmanager
