@@ -170,8 +170,15 @@ def build_demo(service, cache_ttl: int = CACHE_TTL_S):
     # cache_ttl seconds go, checked every cache_ttl / 4; a visitor's session is freed when the
     # tab closes, or after two idle hours.
     cleanup = (max(1, cache_ttl // 4), cache_ttl)
+
+    def forget(s) -> None:
+        # A plain function, not the bound method: Gradio deep-copies the page's config (the State
+        # and its callback included) for every page load and API client, and a bound method's
+        # copy is a copy of the service with the model in it.
+        visitors.forget(s)
+
     with gr.Blocks(title="Osprey: point and describe", delete_cache=cleanup) as demo:
-        state = gr.State(Session(), time_to_live=IDLE_SESSION_S, delete_callback=visitors.forget)
+        state = gr.State(Session(), time_to_live=IDLE_SESSION_S, delete_callback=forget)
         ui = _layout(service, state)  # the Session is deep-copied for each visitor
         _wire(ui, service, visitors)
 

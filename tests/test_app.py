@@ -206,3 +206,27 @@ def test_a_missed_start_up_check_is_tried_again(capsys):
     with pytest.raises(ValueError, match="taken"):  # other errors are not retried
         app.serve(other, {})
     assert len(other.launches) == 1
+
+
+def test_serving_the_page_config_copies_no_model(tiny_service, monkeypatch):
+    """Gradio deep-copies the page's config for every page load and API client (``/config``). It
+    must hold nothing that leads to the model: a bound method of the service there (the session
+    state's delete callback once was one) made every visitor copy every weight, or, for the 7B,
+    try to allocate its 14 GB again."""
+    import copy
+
+    import torch
+    from gradio.utils import safe_deepcopy
+
+    copied = []
+    original = torch.nn.Parameter.__deepcopy__
+
+    def counting(self, memo):
+        copied.append(self.shape)
+        return original(self, memo)
+
+    monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", counting)
+    config = app.build_demo(tiny_service).config
+    safe_deepcopy(config)  # what the /config route does
+    assert copied == []
+    copy.deepcopy(config)  # and plain deepcopy does not fail (no lock, no thread inside)
