@@ -252,19 +252,29 @@ def encode(
     tmpl = TEMPLATES[template] if isinstance(template, str) else template
     text, answer_spans = render(turns, tmpl)
     ids, spans = tokenize_prompt(tokenizer, text, num_image_tokens)
-    labels = [
-        tok
-        if tok not in (mask_token_id, pos_token_id)
-        and any(s < ae and e > as_ for as_, ae in answer_spans)
-        else C.IGNORE_INDEX
-        for tok, (s, e) in zip(ids, spans)
-    ]
-    labels[0] = C.IGNORE_INDEX
+    labels = _labels(ids, spans, answer_spans, (mask_token_id, pos_token_id))
     _check_labels(ids, labels, answer_spans, tokenizer.eos_token_id)
     n_regions = _check_regions(ids, mask_token_id, pos_token_id)
     if max_length is not None and len(ids) > max_length:
         raise ContextLengthError(len(ids), max_length)
     return Encoded(ids, labels, n_regions, has_image=C.IMAGE_TOKEN_INDEX in ids)
+
+
+def _labels(
+    ids: list[int], spans: list[tuple[int, int]], answers: list[tuple[int, int]], unsupervised
+) -> list[int]:
+    """Each token's label: its id where its characters overlap an answer span (sorted, disjoint)
+    and it is not one of ``unsupervised``, else ignored; the first token (BOS) never. One pass:
+    token starts do not decrease (image tokens, span (-1, -1), overlap nothing), so the answer
+    spans that end before a token starts are done with for every later token."""
+    labels, j = [], 0
+    for tok, (start, end) in zip(ids, spans):
+        while j < len(answers) and answers[j][1] <= start:
+            j += 1
+        hit = j < len(answers) and answers[j][0] < end and start < answers[j][1]
+        labels.append(tok if hit and tok not in unsupervised else C.IGNORE_INDEX)
+    labels[0] = C.IGNORE_INDEX
+    return labels
 
 
 def _check_labels(ids: list[int], labels: list[int], spans: list, eos_id: int) -> None:

@@ -153,6 +153,37 @@ def test_labels_supervise_exactly_the_answers(tiny_parts):
     assert tok.decode(enc.input_ids[first - 12 : first]).endswith("? ASSISTANT:")
 
 
+def test_labels_equal_the_overlap_rule_on_many_chats(tiny_parts):
+    """The one-pass labelling gives what the rule says, token by token: supervised where the
+    token's characters overlap an answer span (never BOS, <mask>, <pos>), on chats with regions,
+    escaped user text, non-Latin text and empty-looking answers."""
+    import random
+
+    from osprey.conversation import render
+
+    _, tok = tiny_parts
+    rng = random.Random(0)
+    words = ["dog", "<mask>", "é", " ", "region1", "狗", "?", "</s>", "a  b", "\n", "x" * 9, "🦅"]
+    for case in range(60):
+        history = [
+            ("".join(rng.choices(words, k=rng.randint(1, 6))),
+             "ok " + "".join(rng.choices(words, k=rng.randint(0, 6))))
+            for _ in range(rng.randint(0, 4))
+        ]  # fmt: skip
+        turns = chat_turns(history, "".join(rng.choices(words, k=3)), rng.randint(0, 3))
+        template = TEMPLATES["osprey_v1"]
+        enc = encode(tok, turns, num_image_tokens=3, template=template)
+        _, answers = render(turns, template)
+        ids, spans = tokenize_prompt(tok, render(turns, template)[0], 3)
+        expected = [
+            t if t not in (32000, 32001) and any(s < ae and e > as_ for as_, ae in answers)
+            else C.IGNORE_INDEX
+            for t, (s, e) in zip(ids, spans)
+        ]  # fmt: skip
+        expected[0] = C.IGNORE_INDEX
+        assert enc.labels == expected, case
+
+
 def test_answers_that_break_the_format_are_rejected(tiny_parts):
     _, tok = tiny_parts
     with pytest.raises(RenderError, match="label check"):
