@@ -185,16 +185,18 @@ class Osprey:
 
     def stream(
         self, fn: Callable[..., Answer], *args, on_answer: Callable[[Answer], None] | None = None,
-        report_waiting: bool = False, **kwargs,
+        report_waiting: bool = False, interval: float = 0.0, **kwargs,
     ) -> Iterator[str | Waiting]:  # fmt: skip
         """Run ``fn`` (``self.ask`` or ``self.generate``) in a thread and yield the decoded text as
         it grows; the last value is the post-processed answer, whose :class:`Answer` goes to
         ``on_answer`` (e.g. to report dropped chat turns). With ``report_waiting``,
         :class:`~osprey.generation.Waiting` notes first while the answer waits in line (batching
-        engine). Exceptions are re-raised here."""
+        engine). With ``interval`` > 0, at most one update per ``interval`` seconds (the words
+        that came meanwhile in one piece). Exceptions are re-raised here."""
         return stream(
-            self.tokenizer, fn, *args, on_answer=on_answer, report_waiting=report_waiting, **kwargs
-        )
+            self.tokenizer, fn, *args, on_answer=on_answer, report_waiting=report_waiting,
+            interval=interval, **kwargs,
+        )  # fmt: skip
 
     def logits(self, image: ImageLike, masks: Masks, prompt: str) -> torch.Tensor:
         """Logits (T, vocab) in fp32 for every position of the spliced sequence of a fully
@@ -256,13 +258,30 @@ class Osprey:
     def _fit_chat(
         self, history: Sequence[tuple[str, str]], question: str, n_masks: int
     ) -> tuple[list[int], int]:
-        """Token ids of the chat, dropping the oldest turns until it fits the context."""
-        history = list(history)
-        for dropped in range(len(history) + 1):
+        """Token ids of the chat, dropping the fewest oldest turns that make it fit the context
+        (found by bisection: a chat with fewer turns is never longer, and a long chat is encoded
+        a few times, not once per turn)."""
+        history, limit = list(history), self.max_length - ANSWER_RESERVE
+
+        def fit(dropped: int, strict: bool = False) -> list[int] | None:
             turns = conv.chat_turns(history[dropped:], question, n_masks)
             try:
-                return self._encode(turns, n_masks, self.max_length - ANSWER_RESERVE), dropped
+                return self._encode(turns, n_masks, limit)
             except conv.ContextLengthError:
-                if dropped == len(history):
+                if strict:  # even the question alone is too long: that error
                     raise
-        raise AssertionError("unreachable")
+                return None
+
+        ids = fit(0)
+        if ids is not None:
+            return ids, 0
+        low, high = 0, len(history)  # dropping low turns does not fit, dropping high does
+        best = fit(high, strict=True)
+        while high - low > 1:
+            mid = (low + high) // 2
+            ids = fit(mid)
+            if ids is None:
+                low = mid
+            else:
+                high, best = mid, ids
+        return best, high

@@ -1,5 +1,6 @@
 """The inference API on the tiny model: caching, determinism, chat, streaming, bad input."""
 
+import itertools
 import threading
 
 import numpy as np
@@ -85,6 +86,10 @@ def test_chat_drops_oldest_turns_to_fit(osp, voc):
     history = [(f"question {i}?", long_answer) for i in range(6)]
     ans = osp.ask(voc["rgb"], voc["masks"][:2], "What now?", history, Generation(max_new_tokens=2))
     assert 1 <= ans.dropped_turns < 6 and ans.prompt_tokens <= osp.max_length - 128
+    # the fewest turns are dropped: one more turn than was kept does not fit
+    kept = history[ans.dropped_turns - 1 :]
+    more = osp.ask(voc["rgb"], voc["masks"][:2], "What now?", kept, Generation(max_new_tokens=2))
+    assert more.dropped_turns == 1 and more.prompt_tokens == ans.prompt_tokens
     short = osp.ask(
         voc["rgb"], voc["masks"][:2], "What now?", history[:1], Generation(max_new_tokens=2)
     )
@@ -98,6 +103,35 @@ def test_streaming_yields_growing_text_and_matches(osp, voc):
     assert chunks[-1] == final.text and len(chunks) >= 2
     with pytest.raises(RegionError):
         list(osp.stream(osp.generate, voc["rgb"], None, task_message("category"), g))
+
+
+def test_a_throttled_stream_joins_words_and_holds_none_back(osp):
+    """With an interval, words that arrive together go out as one update (the first at once),
+    the text is the same, and a word is not held back waiting for the next one: here the
+    answer pauses until the consumer has seen its second word, which would never happen if
+    the stream waited for more."""
+    from osprey.generation import Answer, stream
+
+    seen_b = threading.Event()
+
+    def answer(*, streamer) -> Answer:
+        streamer.on_finalized_text("a ")
+        for _ in range(200):
+            streamer.on_finalized_text("x")
+        streamer.on_finalized_text(" b")
+        got = seen_b.wait(timeout=10)
+        streamer.on_finalized_text(" c" if got else " held")
+        streamer.end()
+        return Answer("a " + "x" * 200 + " b c", "", 0, 0)
+
+    updates = []
+    for text in stream(osp.tokenizer, answer, interval=0.2):
+        updates.append(text)
+        if text.endswith(" b"):
+            seen_b.set()
+    assert updates[0] == "a " and updates[-1] == "a " + "x" * 200 + " b c"
+    assert len(updates) < 20 and updates[-2].endswith(" c")  # joined, and nothing was held
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(updates))
 
 
 def test_stop_event_ends_generation(osp, voc):
