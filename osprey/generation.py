@@ -14,7 +14,9 @@ Default generation settings live here (:class:`Generation`), nowhere else.
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -375,12 +377,16 @@ def stream(
     *args,
     on_answer: Callable[[Answer], None] | None = None,
     report_waiting: bool = False,
+    interval: float = 0.0,
     **kwargs,
 ) -> Iterator[str | Waiting]:
     """Run ``fn(*args, streamer=..., **kwargs)`` in a thread and yield the decoded text as it
     grows; the last value is the post-processed answer, whose :class:`Answer` goes to
     ``on_answer``. With ``report_waiting``, :class:`Waiting` notes come first while the request
-    waits for a place in the batching engine. Exceptions are re-raised here."""
+    waits for a place in the batching engine. With ``interval`` > 0 the text is yielded at most
+    once per ``interval`` seconds (the first words at once, then what arrived meanwhile in one
+    piece): fewer, larger updates for a server streaming many answers. Exceptions are re-raised
+    here."""
     streamer = _streamer(tokenizer)
     result: dict[str, object] = {}
 
@@ -394,7 +400,7 @@ def stream(
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     text = ""
-    for piece in streamer:
+    for piece in _coalesced(streamer, interval):
         if isinstance(piece, Waiting):
             if report_waiting:
                 yield piece
@@ -407,3 +413,31 @@ def stream(
     if on_answer is not None:
         on_answer(result["answer"])  # type: ignore[arg-type]
     yield result["answer"].text  # type: ignore[union-attr]
+
+
+def _coalesced(streamer, interval: float) -> Iterator[str | Waiting]:
+    """The streamer's pieces, text joined so that at most one text piece comes per ``interval``
+    seconds (none held back longer than that; :class:`Waiting` notes pass at once)."""
+    if interval <= 0:
+        yield from streamer
+        return
+    held, due = "", 0.0  # text not yet yielded; when the next text may go
+    while True:
+        wait = streamer.timeout if not held else max(0.0, due - time.monotonic())
+        try:
+            piece = streamer.text_queue.get(timeout=wait)
+        except queue.Empty:
+            if not held:
+                raise
+            piece = ""  # the interval is over: what was held goes now
+        if piece is streamer.stop_signal:
+            if held:
+                yield held
+            return
+        if isinstance(piece, Waiting):
+            yield piece
+            continue
+        held += piece
+        if held and time.monotonic() >= due:
+            yield held
+            held, due = "", time.monotonic() + interval

@@ -38,6 +38,9 @@ from osprey.session import (
 
 MAX_QUESTION_CHARS = 2000
 DETAIL_TOKENS = 1024  # a detailed description may run long (the paper's setting)
+STREAM_INTERVAL = (
+    0.05  # seconds: an answer streams at most 20 updates a second (the words since in one)
+)
 EVERYTHING_CATEGORY_TOKENS, EVERYTHING_CAPTION_TOKENS = 16, 48
 TASK_FIELDS = {"category": "category", "short": "caption", "detailed": "detail"}
 
@@ -59,10 +62,11 @@ class RegionChat:
     def __init__(
         self, osprey: Osprey, sam: Segmenter, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_regions: int = 50, detail_tokens: int = DETAIL_TOKENS,
-        everything: dict[str, Any] | None = None,
+        everything: dict[str, Any] | None = None, stream_interval: float = STREAM_INTERVAL,
     ):  # fmt: skip
         """``everything``: default options of "segment everything" (SAM's grid and thresholds;
-        the tiny, untrained SAM finds masks only with its thresholds at 0)."""
+        the tiny, untrained SAM finds masks only with its thresholds at 0). ``stream_interval``:
+        an answer streams at most one update per this many seconds."""
         self.osprey = osprey
         self.sam = sam
         self.everything = {"points_per_side": 16, **(everything or {})}
@@ -71,6 +75,7 @@ class RegionChat:
         self.detail_tokens = detail_tokens
         self.max_regions = max_regions
         self.untrained = osprey.untrained or getattr(sam, "model_type", "") == "tiny"
+        self.stream_interval = stream_interval
         self._stops: dict[str, threading.Event] = {}
 
     # -- image -------------------------------------------------------------------------------
@@ -237,7 +242,7 @@ class RegionChat:
         stream = self.osprey.stream(
             self.osprey.ask, handle, masks, model_q, session.history,
             Generation(self.token_budget("", max_new_tokens)), stop=stop, on_answer=answers.append,
-            report_waiting=True,
+            report_waiting=True, interval=self.stream_interval,
         )  # fmt: skip
         session.pending = (model_q, "")  # an export taken meanwhile shows the partial turn
         try:
