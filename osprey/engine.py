@@ -333,6 +333,24 @@ def default_kv_budget(device: torch.device) -> int:
     return int(free * 0.5) if device.type == "cuda" else int(min(free * 0.25, 4 * 2**30))
 
 
+# Prompt tokens one engine step prefills at most (longer prompts are prefilled in chunks, each
+# step also decoding the running answers): this bounds the step's attention mask, which the
+# engine allocates for the largest step against the whole cache.
+PREFILL_CHUNK = 512
+
+
+def cache_blocks(
+    config, elem: int, max_length: int, max_active: int, page_size: int, budget: int
+) -> tuple[int, int]:
+    """(KV cache blocks, tokens per step) for the engine: as many blocks as ``budget`` bytes hold
+    (each block's keys and values, and its columns of the step's attention mask), but no more
+    than ``max_active`` answers at the full context use, and at least 16."""
+    batch_tokens = min(PREFILL_CHUNK, max_length)
+    per_block = page_size * (kv_bytes_per_token(config, elem) + batch_tokens * elem)
+    useful = max_active * -(-max_length // page_size)
+    return max(16, min(useful, budget // per_block)), batch_tokens
+
+
 _LIVE: weakref.WeakSet[BatchEngine] = weakref.WeakSet()
 _HOOKED = False
 
@@ -377,12 +395,13 @@ class BatchEngine:
         llm.set_input_embeddings(self.embedding)
         self.table = FeatureTable(self.embedding, image_slots, region_slots, n)
         self.admission = Admission(max_active, max_waiting)
-        elem = self.embedding.weight.element_size()
-        budget = kv_budget or default_kv_budget(model.device)
-        self.num_blocks = max(16, budget // (page_size * kv_bytes_per_token(llm.config, elem)))
+        self.num_blocks, batch_tokens = cache_blocks(
+            llm.config, self.embedding.weight.element_size(), model.config.model_max_length,
+            max_active, page_size, kv_budget or default_kv_budget(model.device),
+        )  # fmt: skip
         cb = ContinuousBatchingConfig(
             num_blocks=self.num_blocks, page_size=page_size, allow_block_sharing=True,
-            max_batch_tokens=model.config.model_max_length, max_requests_per_batch=max_active,
+            max_batch_tokens=batch_tokens, max_requests_per_batch=max_active,
             use_cuda_graph=None if model.device.type == "cuda" else False,
         )  # fmt: skip
         gen = GenerationConfig(

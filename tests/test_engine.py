@@ -157,3 +157,24 @@ def test_a_process_that_never_closes_its_engine_still_exits(tmp_path):
         pytest.fail("the process hung at exit on the engine's loop thread")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "engine running" in done.stdout
+
+
+def test_cache_blocks_fit_the_budget_and_no_more_than_is_useful():
+    """The KV cache is sized by the budget (keys, values and the step's mask columns per
+    block), never beyond every active answer at the full context: the tiny model with the
+    CPU's 4 GiB had 2048 blocks and a 2.2 GB attention mask that took 5 s to fill."""
+    from types import SimpleNamespace
+
+    from osprey.engine import PREFILL_CHUNK, cache_blocks
+
+    llama7b = SimpleNamespace(
+        hidden_size=4096, num_attention_heads=32, num_key_value_heads=32, num_hidden_layers=32
+    )
+    per_block = 128 * (2 * 32 * 4096 * 2 + PREFILL_CHUNK * 2)
+    assert cache_blocks(llama7b, 2, 2048, 32, 128, 4 * 2**30) == (4 * 2**30 // per_block, 512)
+    assert cache_blocks(llama7b, 2, 2048, 32, 128, 60 * 2**30) == (32 * 16, 512)  # all useful
+    assert cache_blocks(llama7b, 2, 2048, 32, 128, 2**20) == (16, 512)  # the floor
+    tiny = SimpleNamespace(
+        hidden_size=64, num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=2
+    )
+    assert cache_blocks(tiny, 4, 300, 8, 64, 4 * 2**30) == (8 * 5, 300)  # short context
