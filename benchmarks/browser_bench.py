@@ -160,12 +160,13 @@ def run(url: str, photo: Path, decoder: str, n: int, seed: int) -> dict[str, flo
 # main
 
 
-def build_service(sam: str):
+def build_service(sam: str, page_int8: bool | None = None):
     from osprey.pipeline import Osprey
     from osprey.service import RegionChat
     from sam_bridge import SamBridge, build_sam
 
     bridge = SamBridge.tiny() if sam == "tiny" else SamBridge(build_sam(sam), model_type=sam)
+    bridge.page_int8 = page_int8
     return RegionChat(Osprey.tiny(), bridge, max_new_tokens=8)
 
 
@@ -175,9 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clicks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--decoders", nargs="+", default=["page", "server"])
+    p.add_argument(
+        "--page-decoder",
+        choices=["int8", "float32"],
+        default=None,
+        help="the page's ONNX decoder (default: 8-bit for ViT-B, float32 for tiny)",
+    )
+    p.add_argument("--photos", nargs="+", default=["500x375", "4032x3024"])
     args = p.parse_args(argv)
+    int8 = None if args.page_decoder is None else args.page_decoder == "int8"
     print(f"# browser_bench: {platform.node()}, {os.cpu_count()} CPUs, chromium headless, "
-          f"loopback, SAM {args.sam}, {args.clicks} clicks per row")  # fmt: skip
+          f"loopback, SAM {args.sam} (page decoder {args.page_decoder or 'default'}), "
+          f"{args.clicks} clicks per row")  # fmt: skip
     print(
         "| photo | decoder | upload -> ready (s) | click -> mask p50 / p95 (ms) | "
         "hover -> preview p50 (ms) | requests / click | KB / click | upload: requests, MB |"
@@ -185,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        serving(app.build_demo(build_service(args.sam))) as url,
+        serving(app.build_demo(build_service(args.sam, int8))) as url,
     ):
         for name, photo in photos(Path(tmp)).items():
+            if name not in args.photos:
+                continue
             for decoder in args.decoders:
                 r = run(url, photo, decoder, args.clicks, args.seed)
                 hover = "-" if r["hover_p50"] is None else f"{r['hover_p50']:.0f}"

@@ -24,6 +24,7 @@ candidates (sub-part, part, whole).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import warnings
@@ -138,13 +139,48 @@ def export_decoder(model: Sam, path: str | Path, opset: int = OPSET) -> Path:
     return path
 
 
+def quantize_decoder(source: str | Path, path: str | Path) -> Path:
+    """``source`` with its matrix weights in 8 bits (onnxruntime's dynamic quantization with the
+    settings of segment_anything's ``scripts/export_onnx_model.py``: unsigned 8-bit, one scale
+    per tensor): a quarter of the size (16.5 -> 4.7 MB for ViT-B) and faster in the page's
+    WebAssembly. Written to a temporary file and renamed into place."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
+    os.close(fd)
+    root = logging.getLogger()  # quantize_dynamic logs a "consider pre-processing" advice there
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        quantize_dynamic(
+            str(source), tmp, per_channel=False, reduce_range=False, weight_type=QuantType.QUInt8
+        )
+        os.replace(tmp, path)
+    finally:
+        root.setLevel(level)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def cached_decoder(
-    model: Sam, model_type: str, directory: str | Path | None = None, opset: int = OPSET
-) -> Path:
+    model: Sam, model_type: str, directory: str | Path | None = None, opset: int = OPSET,
+    quantize: bool | None = None,
+) -> Path:  # fmt: skip
     """The ONNX decoder of ``model`` in ``directory`` (default: a folder in the temp dir), built
-    there on the first call: ``sam_<model_type>_decoder_<weights hash>_op<opset>.onnx``."""
+    there on the first call: ``sam_<model_type>_decoder_<weights hash>_op<opset>.onnx``, and
+    with ``quantize`` its 8-bit form ``..._op<opset>_int8.onnx`` (the default for the full-size
+    models, as SAM's own web demo runs; the tiny test model stays float32)."""
     directory = Path(directory) if directory is not None else DEFAULT_CACHE
     path = directory / f"sam_{model_type}_decoder_{decoder_key(model, opset)}_op{opset}.onnx"
     if not path.is_file():
         export_decoder(model, path, opset)
-    return path
+    if quantize is None:
+        quantize = model_type != "tiny"
+    if not quantize:
+        return path
+    small = path.with_name(path.stem + "_int8.onnx")
+    if not small.is_file():
+        quantize_decoder(path, small)
+    return small

@@ -187,6 +187,7 @@ class SamBridge:
         self._encodes = 0
         self._decoder = PromptDecoder(self.model, self._predictor.transform, self.device)
         self.onnx_dir: Path | None = None  # None: a folder in the temp dir
+        self.page_int8: bool | None = None  # the page's decoder in 8 bits (None: unless tiny)
 
     # construction ------------------------------------------------------------------------------
 
@@ -343,7 +344,9 @@ class SamBridge:
         """This model's prompt encoder + mask decoder as ONNX (see :mod:`sam_bridge.onnx_export`),
         exported on the first call into :attr:`onnx_dir` and reused after."""
         with self._lock:
-            return cached_decoder(self.model, self.model_type, self.onnx_dir)
+            return cached_decoder(
+                self.model, self.model_type, self.onnx_dir, quantize=self.page_int8
+            )
 
     # internals (the lock is held by the caller where noted) -------------------------------------
 

@@ -12,7 +12,7 @@ from sam_bridge import SamBridge
 from tests.support.page_decoder import decode, feeds, iou
 from tests.support.sam import photo
 
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements-dev.txt")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
 
 # prompts as the app builds them: (points (x, y, label), box, refine the previous prediction)
 PROMPTS = {
@@ -102,3 +102,29 @@ def test_display_size_masks_from_the_float16_embedding(bridge, session, voc, siz
         masks, _, _ = _page(bridge, session, rgb, points, box, out_size=shown, f16=True)
         for m, c in zip(masks, server.candidates):
             assert m.shape == c.mask.shape == shown and iou(m, c.mask) >= 0.99
+
+
+def test_the_8bit_decoder_is_a_quarter_of_the_size_and_decodes_the_same_prompts(bridge, voc):
+    """The full-size models' page decoder is quantized to 8 bits (tried here on the tiny SAM,
+    forced): its own file beside the float32 one, its matrix products in 8 bits, the same inputs
+    and outputs, and candidates close to the float32 decoder's (the tiny random decoder's noisy
+    logits are a harsh case: trained SAM decoders quantize well, as SAM's own web demo shows)."""
+    import onnx
+
+    from sam_bridge.onnx_export import cached_decoder
+
+    full = bridge.decoder_onnx()
+    small = cached_decoder(bridge.model, "tiny", bridge.onnx_dir, quantize=True)
+    assert small.name == full.stem + "_int8.onnx"
+    ops = {node.op_type for node in onnx.load(str(small)).graph.node}
+    assert "MatMulInteger" in ops  # the weights' products (activation products stay float)
+    assert cached_decoder(bridge.model, "tiny", bridge.onnx_dir, quantize=True) == small
+    s32, s8 = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (full, small)
+    )
+    assert [i.name for i in s8.get_inputs()] == [i.name for i in s32.get_inputs()]
+    for points, box in PROMPTS.values():
+        m32, _, lo32 = _page(bridge, s32, voc["rgb"], points, box, f16=True)
+        m8, _, lo8 = _page(bridge, s8, voc["rgb"], points, box, f16=True)
+        assert lo8.shape == lo32.shape and np.corrcoef(lo8.ravel(), lo32.ravel())[0, 1] > 0.99
+        assert iou(m8[0], m32[0]) >= 0.9
