@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="answers waiting for a place before new ones are refused")  # fmt: skip
     p.add_argument("--no-batching", action="store_true", default=bool(env("OSPREY_NO_BATCHING")),
                    help="answer one request at a time (no continuous batching)")  # fmt: skip
+    p.add_argument("--no-isolation", action="store_true", default=bool(env("OSPREY_NO_ISOLATION")),
+                   help="send no cross-origin isolation headers (the page's decoder then runs on "
+                        "one thread; env OSPREY_NO_ISOLATION)")  # fmt: skip
     p.set_defaults(quantize=env("OSPREY_QUANTIZE", "auto"))
     args = p.parse_args(argv)
     if args.compile and args.quantize in ("8bit", "4bit"):
@@ -636,17 +639,55 @@ def main(argv: list[str] | None = None) -> int:
         launch["server_name"] = args.host
     if args.port:
         launch["server_port"] = args.port
-    serve(demo, launch)
+    serve(demo, launch, isolate=not args.no_isolation)
     return 0
 
 
-def serve(demo, launch: dict, attempts: int = 3) -> None:
-    """``demo.launch(**launch)``. Gradio gives up when its own page does not answer within 3 s
-    of starting ("localhost is not accessible"), which happens on a busy small machine: try
-    again rather than fail to start."""
+class CrossOriginIsolation:
+    """ASGI middleware: every HTTP response carries ``Cross-Origin-Opener-Policy: same-origin``
+    and ``Cross-Origin-Embedder-Policy: credentialless``, which make a top-level page cross-origin
+    isolated, so the page's WebAssembly decoder can run on several threads (onnxruntime-web needs
+    SharedArrayBuffer). ``credentialless`` still loads cross-origin resources (without their
+    cookies) where ``require-corp`` would block those that do not opt in. Inside a Space's iframe
+    the page cannot be isolated (huggingface.co is not) and runs one thread, as it does in a
+    browser without ``credentialless`` (Safari). Pure ASGI: streamed responses pass untouched."""
+
+    HEADERS = (
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"cross-origin-embedder-policy", b"credentialless"),
+    )
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_isolated(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+
+        return await self.app(scope, receive, send_isolated)
+
+
+def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
+    """``demo.launch(**launch)``, its responses with :class:`CrossOriginIsolation`'s headers
+    unless ``isolate`` is off. Gradio gives up when its own page does not answer within 3 s of
+    starting ("localhost is not accessible"), which happens on a busy small machine: try again
+    rather than fail to start."""
+    from starlette.middleware import Middleware
+
     for attempt in range(attempts):
+        options = dict(launch)
+        if isolate:
+            options["app_kwargs"] = {
+                **launch.get("app_kwargs", {}),
+                "middleware": [Middleware(CrossOriginIsolation)],
+            }
         try:
-            demo.launch(**launch)
+            demo.launch(**options)
             return
         except ValueError as exc:
             if "localhost is not accessible" not in str(exc) or attempt == attempts - 1:

@@ -197,7 +197,7 @@ class _FlakyDemo:
 
 def test_a_missed_start_up_check_is_tried_again(capsys):
     demo = _FlakyDemo(fails=2)
-    app.serve(demo, {"server_port": 7861})
+    app.serve(demo, {"server_port": 7861}, isolate=False)
     assert demo.launches == [{"server_port": 7861}] * 3 and demo.closes == 2
     assert "trying again" in capsys.readouterr().err
     with pytest.raises(ValueError, match="localhost"):
@@ -230,3 +230,23 @@ def test_serving_the_page_config_copies_no_model(tiny_service, monkeypatch):
     safe_deepcopy(config)  # what the /config route does
     assert copied == []
     copy.deepcopy(config)  # and plain deepcopy does not fail (no lock, no thread inside)
+
+
+def test_the_page_is_cross_origin_isolated_unless_asked_not_to_be(server):
+    """Every response (the page, the API, the page's decoder files) carries the headers that let
+    the page's WebAssembly decoder use threads; ``--no-isolation`` sends none."""
+    import urllib.request
+
+    import gradio as gr
+
+    from tests.support.servers import serving
+
+    for path in ("", "config", "gradio_api/info"):
+        with urllib.request.urlopen(server + path) as response:
+            assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+            assert response.headers["Cross-Origin-Embedder-Policy"] == "credentialless"
+    assert app.parse_args(["--tiny", "--no-isolation"]).no_isolation
+    with gr.Blocks() as plain:
+        gr.Markdown("plain")
+    with serving(plain, isolate=False) as url, urllib.request.urlopen(url) as response:
+        assert "Cross-Origin-Embedder-Policy" not in response.headers

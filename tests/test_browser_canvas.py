@@ -62,6 +62,10 @@ def test_page_decodes_hover_clicks_boxes_candidates_and_undo(url, tiny_service):
     with browser_page(url) as page:
         upload(page, PHOTO)
         assert dataset(page)["decoder"] == "page"
+        # the app's headers make the page cross-origin isolated: the decoder may use threads
+        assert page.evaluate("() => self.crossOriginIsolated")
+        cores = page.evaluate("() => navigator.hardwareConcurrency")
+        assert int(dataset(page)["threads"]) == min(4, cores)
         shown = page.evaluate("() => window.ospreyCanvas.shown()")
 
         # hover: a preview is drawn, with no request to the server

@@ -213,6 +213,7 @@ async function startEngine(p) {
     S.notice = `The in-page decoder is not available (${err.message || err}); clicks are decoded on the server.`;
   }
   root.dataset.decoder = S.engine.kind;
+  root.dataset.threads = S.engine.kind === "page" ? String(S.engine.ort.env.wasm.numThreads) : "0";
   say();
 }
 

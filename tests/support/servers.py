@@ -13,25 +13,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(demo, **launch: object) -> int:
-    """``demo.launch`` on a free loopback port (Gradio's start-up check retried as ``app.serve``
-    does); returns the port."""
+def start(demo, isolate: bool = True, **launch: object) -> int:
+    """``demo.launch`` on a free loopback port through ``app.serve`` (its cross-origin isolation
+    headers unless ``isolate`` is off, Gradio's start-up check retried); returns the port."""
     from app import serve
 
     port = free_port()
     serve(demo, {"server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True,
-                 "quiet": True, **launch})  # fmt: skip
+                 "quiet": True, **launch}, isolate=isolate)  # fmt: skip
     return port
 
 
 @contextlib.contextmanager
 def serving(
-    demo, concurrency: int = 2, max_size: int | None = None, **launch: object
-) -> Iterator[str]:
+    demo, concurrency: int = 2, max_size: int | None = None, isolate: bool = True,
+    **launch: object,
+) -> Iterator[str]:  # fmt: skip
     """Launch ``demo`` (queued) on 127.0.0.1 and yield its URL; closed on exit. ``launch``:
     more options of ``demo.launch`` (``max_file_size``, ...)."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
-    port = start(demo, **launch)
+    port = start(demo, isolate, **launch)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
