@@ -5,12 +5,16 @@ SAM ViT-B beside it, on the CPU by default.
     python benchmarks/first_answer.py                      # 8-bit, as on Spaces CPU basic (16 GB)
     python benchmarks/first_answer.py --quantize none      # bf16, as on a 24+ GB CPU machine
     python benchmarks/first_answer.py --tiny               # the tiny model: a quick dry run
+    python benchmarks/first_answer.py --rows 8             # also: decoding 8 answers at once
 
 Measured, one visitor on an idle app: the click (SAM embedding of a new photo, then one decode),
 then the first question on the photo (image features + the whole prompt + the answer), then a
 second question on the same photo (prefix reused). For each question: time to the first streamed
 text and to the whole answer, tokens generated. Also the peak resident memory after the build.
-Prints numbers; asserts nothing.
+With ``--rows N``: the batching engine decodes 1, then N answers on the same photo together,
+and prints the aggregate decode rate of each (the prompt prefix is cached first; each run is
+timed with 1 and with 1 + ``--decode-tokens`` new tokens, and the difference is the decode
+time, so the prefill of each run cancels out). Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +59,8 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="the tiny model instead of the 7B")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--max-new-tokens", type=int, default=16, help="answer length cap")
+    ap.add_argument("--rows", type=int, default=0, help="also decode this many answers at once")
+    ap.add_argument("--decode-tokens", type=int, default=8, help="tokens timed per answer (--rows)")
     ap.add_argument("--voc", type=Path, default=None, help="the VOC photo as an .npz (run.py)")
     args = ap.parse_args()
     if args.threads:
@@ -91,7 +98,31 @@ def main() -> None:
         first, whole, answer, pieces = timed_answer(osp, rgb, m, message, n)
         print(f"{what}: whole answer {whole:.1f} s (cap {n} tokens; {len(answer)} characters), "
               f"first of {pieces} streamed pieces {first:.1f} s", flush=True)  # fmt: skip
-    print(f"peak resident memory after the build: {peak_gib(device):.1f} GiB")
+    print(f"peak resident memory after the build: {peak_gib(device):.1f} GiB", flush=True)
+    if args.rows > 1:
+        decode_rates(osp, rgb, masks[:1], args.rows, args.decode_tokens)
+
+
+def decode_rates(osp, rgb, mask, rows: int, k: int) -> None:
+    """Aggregate decode tokens/s of 1 and of ``rows`` answers decoded together by the engine."""
+    osp.generator.enable_batching(max_active=max(rows, 1))
+
+    def timed(n: int, tokens: int) -> float:
+        t = time.perf_counter()
+        answers = osp.describe(rgb, np.repeat(mask, n, axis=0), "short", Generation(tokens))
+        assert len(answers) == n
+        return time.perf_counter() - t
+
+    timed(1, 1)  # the prompt's prefix into the engine's cache
+    rates = {}
+    for n in (1, rows):
+        prefill = timed(n, 1)
+        whole = timed(n, 1 + k)
+        rates[n] = n * k / (whole - prefill)
+        print(f"{n} answer(s) together: {rates[n]:.2f} tokens/s decoding "
+              f"({whole:.1f} s for {1 + k} tokens each, {prefill:.1f} s for 1)", flush=True)  # fmt: skip
+    print(f"decode tokens/s, {rows} together / 1 alone: x{rates[rows] / rates[1]:.1f}")
+    osp.generator.disable_batching()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ and without continuous batching, measured side by side in one run.
 
 Streaming scenario (default), for each N: N gradio_client sessions each open their own photo,
 make a region and then ask questions back to back for ``--seconds`` (answers streamed through
-``/session_ask``), while one more session clicks (``/session_click``) every 0.3 s. Printed per N
+``/session_ask``), while one more session clicks (``/session_click``) every 0.3 s. Sessions are
+set up with ``gradio_client``; the measured calls go through Gradio's plain REST API
+(``/gradio_api/call/...`` and its event stream, the way ``curl`` uses it) on the same session,
+because ``gradio_client`` spends about 90 ms of CPU per streamed answer, and the clients share
+this machine's cores with the server. Printed per N
 and mode (``batching`` = the app as it starts, ``per request`` = ``--no-batching``): click
 latency p50 / p95 (and with no answers running: idle), answers, aggregate tokens/s, time to
 the first streamed text p50 / p95, errors. Then the ratios batching / per request.
@@ -26,7 +30,9 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -71,6 +77,46 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+class Rest:
+    """One session's calls through Gradio's REST API: POST ``call/NAME`` with the session's hash,
+    then read the event stream of that call."""
+
+    def __init__(self, url: str, session_hash: str):
+        import httpx
+
+        self.http = httpx.Client(base_url=url + "gradio_api/", timeout=120)
+        self.session_hash = session_hash
+
+    def stream(self, api_name: str, *data) -> Iterator[Any]:
+        """Each update of the call's output (the last one is the final output)."""
+        import json
+
+        job = self.http.post(
+            f"call/{api_name}", json={"data": list(data), "session_hash": self.session_hash}
+        )
+        job.raise_for_status()
+        with self.http.stream("GET", f"call/{api_name}/{job.json()['event_id']}") as response:
+            event = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event in ("generating", "complete", "error"):
+                    payload = json.loads(line[6:])
+                    if event == "error":
+                        raise RuntimeError(f"{api_name}: {payload}")
+                    yield payload[0] if isinstance(payload, list) and payload else payload
+                    if event == "complete":
+                        return
+        raise RuntimeError(f"{api_name}: the event stream ended without a result")
+
+    def call(self, api_name: str, *data) -> Any:
+        """The call's final output."""
+        return list(self.stream(api_name, *data))[-1]
+
+    def close(self) -> None:
+        self.http.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # streaming scenario
 
@@ -103,21 +149,22 @@ def asker(url: str, photo: Path, start: threading.Barrier, run: Run, tokenizer) 
         start.abort()
         return
     start.wait()
+    rest = Rest(url, client.session_hash)
     try:
         while time.perf_counter() < run.until:
-            t0, first = time.perf_counter(), None
-            job = client.submit(QUESTION, api_name="/session_ask")
-            for text in job:
-                if first is None and text:
+            t0, first, answer = time.perf_counter(), None, ""
+            for answer in rest.stream("session_ask", QUESTION):
+                if first is None and answer:
                     first = time.perf_counter() - t0
-            answer = job.result()
             with run.lock:
                 run.ttft.append(first if first is not None else time.perf_counter() - t0)
                 run.tokens += len(tokenizer(answer, add_special_tokens=False)["input_ids"])
                 run.answers += 1
-        client.predict(api_name="/session_close")
+        rest.call("session_close")
     except Exception as exc:  # every failure is counted, none stops the others
         run.errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        rest.close()
 
 
 def clicker(url: str, photo: Path, stop: threading.Event, run: Run) -> None:
@@ -126,13 +173,16 @@ def clicker(url: str, photo: Path, stop: threading.Event, run: Run) -> None:
     try:
         client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
         client.predict(handle_file(str(photo)), api_name="/session_open")
+        rest = Rest(url, client.session_hash)
         rng = np.random.default_rng(0)
         while not stop.is_set():
             x, y = (float(v) for v in rng.integers(10, 300, 2))
             t0 = time.perf_counter()
-            client.predict(x, y, "positive", api_name="/session_click")
+            if rest.call("session_click", x, y, "positive")["points"] < 1:
+                raise RuntimeError("a click made no point")
             run.clicks.append(time.perf_counter() - t0)
             stop.wait(0.3)
+        rest.close()
     except Exception as exc:
         run.errors.append(f"clicker {type(exc).__name__}: {exc}")
 
