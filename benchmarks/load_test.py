@@ -6,7 +6,10 @@ and without continuous batching, measured side by side in one run.
 
 Streaming scenario (default), for each N: N gradio_client sessions each open their own photo,
 make a region and then ask questions back to back for ``--seconds`` (answers streamed through
-``/session_ask``), while one more session clicks (``/session_click``) every 0.3 s. Sessions are
+``/session_ask``; every ``--turns`` questions, default 3, the visitor opens its photo again
+and starts a new chat; ``--turns 0``: one chat that grows until its oldest turns are dropped
+and every question prefills the whole kept chat again), while one more session clicks
+(``/session_click``) every 0.3 s. Sessions are
 set up with ``gradio_client``; the measured calls go through Gradio's plain REST API
 (``/gradio_api/call/...`` and its event stream, the way ``curl`` uses it) on the same session,
 because ``gradio_client`` spends about 90 ms of CPU per streamed answer, and the clients share
@@ -109,6 +112,13 @@ class Rest:
                         return
         raise RuntimeError(f"{api_name}: the event stream ended without a result")
 
+    def upload(self, path: Path) -> dict:
+        """Upload a file (Gradio's upload route): the file parameter of a later call."""
+        with open(path, "rb") as f:
+            response = self.http.post("upload", files={"files": (path.name, f)})
+        response.raise_for_status()
+        return {"path": response.json()[0], "meta": {"_type": "gradio.FileData"}}
+
     def call(self, api_name: str, *data) -> Any:
         """The call's final output."""
         return list(self.stream(api_name, *data))[-1]
@@ -136,7 +146,8 @@ class Run:
 def asker(url: str, photo: Path, start: threading.Barrier, run: Run, tokenizer) -> None:
     """One visitor: connects and makes a region first, then (once every visitor is ready: the
     window of the measurement opens at the barrier) asks questions back to back until
-    ``run.until``."""
+    ``run.until``; after every ``run.turns`` questions (0: never) it opens its photo again and
+    makes its region again, a new chat (inside the window: its time counts)."""
     from gradio_client import Client, handle_file
 
     try:
@@ -151,7 +162,13 @@ def asker(url: str, photo: Path, start: threading.Barrier, run: Run, tokenizer) 
     start.wait()
     rest = Rest(url, client.session_hash)
     try:
+        asked = 0
         while time.perf_counter() < run.until:
+            if run.turns and asked and asked % run.turns == 0:
+                rest.call("session_open", rest.upload(photo))
+                rest.call("session_click", 40, 40, "positive")
+                rest.call("session_add")
+            asked += 1
             t0, first, answer = time.perf_counter(), None, ""
             for answer in rest.stream("session_ask", QUESTION):
                 if first is None and answer:
@@ -187,14 +204,14 @@ def clicker(url: str, photo: Path, stop: threading.Event, run: Run) -> None:
         run.errors.append(f"clicker {type(exc).__name__}: {exc}")
 
 
-def measure(url: str, tokenizer, n: int, seconds: float, images: list[Path]) -> Run:
+def measure(url: str, tokenizer, n: int, seconds: float, images: list[Path], turns: int = 3) -> Run:
     """N askers and the clicker; the window (``seconds``, the wall time the rates divide by)
     opens when every asker has connected and made its region: gradio_client's connection (it
     reads the app's API description) takes seconds each when many connect at once, which is
     not what is measured here."""
     run, stop = Run(), threading.Event()
     start = threading.Barrier(n + 1)
-    run.until = float("inf")
+    run.until, run.turns = float("inf"), turns
     askers = [threading.Thread(target=asker, args=(url, images[i], start, run, tokenizer))
               for i in range(n)]  # fmt: skip
     for t in askers:
@@ -223,7 +240,7 @@ def idle_clicks(url: str, image: Path, seconds: float = 6.0) -> list[float]:
     return run.clicks
 
 
-def streaming(sizes: list[int], seconds: float) -> int:
+def streaming(sizes: list[int], seconds: float, turns: int) -> int:
     rows, errors = {}, 0
     with tempfile.TemporaryDirectory() as tmp:
         images = photos(max(sizes) + 1, Path(tmp))
@@ -237,7 +254,7 @@ def streaming(sizes: list[int], seconds: float) -> int:
                       f"p95 {pct(idle, 95) * 1e3:.0f} ms", flush=True)  # fmt: skip
                 rows[(mode, 0)] = idle
                 for n in sizes:
-                    run = measure(url, tokenizer, n, seconds, images)
+                    run = measure(url, tokenizer, n, seconds, images, turns)
                     rows[(mode, n)] = run
                     errors += len(run.errors)
                     _print_run(mode, n, run)
@@ -350,11 +367,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8, 16])
     ap.add_argument("--seconds", type=float, default=20.0, help="how long each N asks questions")
+    ap.add_argument(
+        "--turns",
+        type=int,
+        default=3,
+        help="questions per chat before a visitor opens its photo again (0: one chat)",
+    )
     ap.add_argument("--isolation", action="store_true", help="the isolation scenario only")
     args = ap.parse_args(argv)
     if args.isolation:
         return isolation(args.sessions[-1])
-    return streaming(args.sessions, args.seconds)
+    return streaming(args.sessions, args.seconds, args.turns)
 
 
 if __name__ == "__main__":
