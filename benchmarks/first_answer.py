@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=16, help="answer length cap")
     ap.add_argument("--rows", type=int, default=0, help="also decode this many answers at once")
     ap.add_argument("--decode-tokens", type=int, default=8, help="tokens timed per answer (--rows)")
+    ap.add_argument("--kv-gib", type=float, default=0, help="the engine's KV cache (--rows)")
     ap.add_argument("--voc", type=Path, default=None, help="the VOC photo as an .npz (run.py)")
     args = ap.parse_args()
     if args.threads:
@@ -100,12 +101,17 @@ def main() -> None:
               f"first of {pieces} streamed pieces {first:.1f} s", flush=True)  # fmt: skip
     print(f"peak resident memory after the build: {peak_gib(device):.1f} GiB", flush=True)
     if args.rows > 1:
-        decode_rates(osp, rgb, masks[:1], args.rows, args.decode_tokens)
+        del sam  # room for the engine's cache
+        gc.collect()
+        budget = int(args.kv_gib * 2**30) if args.kv_gib else None
+        decode_rates(osp, rgb, masks[:1], args.rows, args.decode_tokens, budget)
 
 
-def decode_rates(osp, rgb, mask, rows: int, k: int) -> None:
-    """Aggregate decode tokens/s of 1 and of ``rows`` answers decoded together by the engine."""
-    osp.generator.enable_batching(max_active=max(rows, 1))
+def decode_rates(osp, rgb, mask, rows: int, k: int, kv_budget: int | None = None) -> None:
+    """Aggregate decode tokens/s of 1 and of ``rows`` answers decoded together by the engine
+    (its KV cache ``kv_budget`` bytes, default: the engine's own choice from the free memory)."""
+    osp.generator.enable_batching(max_active=max(rows, 1), kv_budget=kv_budget)
+    print(f"engine: {osp.generator.engine.num_blocks} KV blocks of 128 tokens", flush=True)
 
     def timed(n: int, tokens: int) -> float:
         t = time.perf_counter()
