@@ -178,3 +178,19 @@ def test_cache_blocks_fit_the_budget_and_no_more_than_is_useful():
         hidden_size=64, num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=2
     )
     assert cache_blocks(tiny, 4, 300, 8, 64, 4 * 2**30) == (8 * 5, 300)  # short context
+
+
+def test_on_a_cpu_the_engine_loop_yields_to_clicks(batched):
+    """The engine's loop thread runs nicer than the request threads (Linux), so that a click's
+    SAM decode on the same cores is scheduled ahead of a decode step."""
+    import os
+    from pathlib import Path
+
+    from osprey.engine import ENGINE_NICE
+
+    thread = batched.generator.engine.manager._generation_thread
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat")
+    if not stat.is_file():
+        pytest.skip("no /proc: thread niceness is not visible here")
+    nice = int(stat.read_text().rsplit(")", 1)[1].split()[16])
+    assert nice == os.getpriority(os.PRIO_PROCESS, 0) + ENGINE_NICE
