@@ -26,7 +26,7 @@ import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
-from osprey.options import generation_options, model_options
+from osprey.options import env_flag, generation_options, model_options
 
 REPO = Path(__file__).resolve().parent
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpg"))
@@ -85,9 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="answers decoded together (continuous batching; env OSPREY_MAX_ACTIVE)")  # fmt: skip
     p.add_argument("--queue-size", type=int, default=int(env("OSPREY_QUEUE_SIZE", "64")),
                    help="answers waiting for a place before new ones are refused")  # fmt: skip
-    p.add_argument("--no-batching", action="store_true", default=bool(env("OSPREY_NO_BATCHING")),
+    p.add_argument("--no-batching", action="store_true", default=env_flag("OSPREY_NO_BATCHING"),
                    help="answer one request at a time (no continuous batching)")  # fmt: skip
-    p.add_argument("--no-isolation", action="store_true", default=bool(env("OSPREY_NO_ISOLATION")),
+    p.add_argument("--no-isolation", action="store_true", default=env_flag("OSPREY_NO_ISOLATION"),
                    help="send no cross-origin isolation headers (the page's decoder then runs on "
                         "one thread; env OSPREY_NO_ISOLATION)")  # fmt: skip
     p.set_defaults(quantize=env("OSPREY_QUANTIZE", "auto"))

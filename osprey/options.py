@@ -27,7 +27,9 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: on for 1, true, yes or on (any case); off otherwise,
+    so OSPREY_NO_BATCHING=0 means what it says."""
     return (os.environ.get(name) or "").lower() in ("1", "true", "yes", "on")
 
 
@@ -54,11 +56,11 @@ def device_options() -> argparse.ArgumentParser:
                    default=_env("OSPREY_CHECKPOINTS"),
                    help="weights folder (env OSPREY_CHECKPOINTS; default: the repo's checkpoints/)")  # fmt: skip
     g.add_argument("--offline", "--no-download", dest="offline", action="store_true",
-                   default=_env_flag("OSPREY_OFFLINE"),
+                   default=env_flag("OSPREY_OFFLINE"),
                    help="never download; stop with what to fetch if weights are missing")  # fmt: skip
-    g.add_argument("--tiny", action="store_true", default=_env_flag("OSPREY_TINY"),
+    g.add_argument("--tiny", action="store_true", default=env_flag("OSPREY_TINY"),
                    help="tiny random-weight models: no downloads, meaningless output (development)")  # fmt: skip
-    g.add_argument("--debug", action="store_true", default=_env_flag("OSPREY_DEBUG"),
+    g.add_argument("--debug", action="store_true", default=env_flag("OSPREY_DEBUG"),
                    help="show tracebacks instead of one-line errors (env OSPREY_DEBUG=1)")  # fmt: skip
     return p
 
@@ -105,7 +107,7 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     """Run a command's ``main``: an :class:`~osprey.errors.OspreyError` (or a missing file, or
     Ctrl-C) ends it with one ``error: ...`` line on stderr and exit code 1 (130 for Ctrl-C),
     never a traceback, unless ``--debug`` or ``OSPREY_DEBUG=1``. Usage errors exit 2 (argparse)."""
-    debug = _env_flag("OSPREY_DEBUG") or "--debug" in (sys.argv[1:] if argv is None else argv)
+    debug = env_flag("OSPREY_DEBUG") or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
     except BrokenPipeError:  # the reader went away (`... | head`): not an error

@@ -250,3 +250,12 @@ def test_the_page_is_cross_origin_isolated_unless_asked_not_to_be(server):
         gr.Markdown("plain")
     with serving(plain, isolate=False) as url, urllib.request.urlopen(url) as response:
         assert "Cross-Origin-Embedder-Policy" not in response.headers
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("0", False), ("", False),
+                                             ("false", False), ("off", False)])  # fmt: skip
+def test_on_off_environment_variables_read_0_and_false_as_off(monkeypatch, value, expected):
+    monkeypatch.setenv("OSPREY_NO_BATCHING", value)
+    monkeypatch.setenv("OSPREY_NO_ISOLATION", value)
+    args = app.parse_args(["--tiny"])
+    assert args.no_batching is expected and args.no_isolation is expected
