@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -203,8 +204,17 @@ class Page:
         self.decoder_url = self._decoder()
 
     def _decoder(self) -> str | None:
+        """The page's decoder file as an asset URL; None (clicks decode on the server, and the
+        page says so) where the segmenter has none or its export fails."""
         export = getattr(self.masks.sam, "decoder_onnx", None)
-        return self.assets.copy(export()) if export is not None else None
+        if export is None:
+            return None
+        try:
+            return self.assets.copy(export())
+        except Exception as exc:  # the app still serves, with the server's click path
+            print(f"The page's SAM decoder could not be built ({type(exc).__name__}: {exc}); "
+                  "clicks will be decoded on the server.", file=sys.stderr)  # fmt: skip
+            return None
 
     # -- the view --------------------------------------------------------------------------------
 

@@ -182,5 +182,11 @@ def cached_decoder(
         return path
     small = path.with_name(path.stem + "_int8.onnx")
     if not small.is_file():
-        quantize_decoder(path, small)
+        try:
+            quantize_decoder(path, small)
+        except Exception as exc:  # no onnxruntime, or it cannot read the graph: float32 works
+            warnings.warn(
+                f"the page's decoder stays float32 (8-bit quantization failed: {exc})", stacklevel=2
+            )
+            return path
     return small

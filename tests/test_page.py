@@ -120,3 +120,32 @@ def test_each_model_gets_its_own_embedding_file(tiny_service, voc, tmp_path):
     views = [Page(m, Assets(tmp_path)).view(s) for m in (tiny_service.masks, MaskPrompts(other))]
     assert views[0]["image"]["embedding"] != views[1]["image"]["embedding"]
     assert views[0]["decoder"] != views[1]["decoder"]
+
+
+def test_a_decoder_that_cannot_be_built_leaves_the_server_path(tmp_path, capsys, monkeypatch):
+    """The page's decoder is an extra: if its export fails the app still starts, the page gets
+    no decoder (and uses the server's click path, saying so), and the log says why; if only
+    the 8-bit step fails, the page gets the float32 decoder."""
+    import pytest
+
+    from osprey.prompting import MaskPrompts
+    from sam_bridge import SamBridge, onnx_export
+
+    sam = SamBridge.tiny(seed=2)
+    sam.onnx_dir = tmp_path / "onnx"
+
+    def broken():
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(sam, "decoder_onnx", broken)
+    assert Page(MaskPrompts(sam), Assets(tmp_path)).view(Session())["decoder"] is None
+    assert "clicks will be decoded on the server" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    def no_runtime(source, path):
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(onnx_export, "quantize_decoder", no_runtime)
+    with pytest.warns(UserWarning, match="stays float32"):
+        path = onnx_export.cached_decoder(sam.model, "vit_b", sam.onnx_dir)
+    assert path.is_file() and not path.name.endswith("_int8.onnx")
