@@ -17,6 +17,8 @@ from osprey.errors import ServiceError
 from osprey.images import ImageHandle, ImageLike
 from osprey.session import Candidate, Proposal, Session
 
+CLICK_MODES = ("positive", "negative", "box")  # what a click may be (pick mode is the page's)
+
 
 class Segmenter(Protocol):
     """What the app needs from SAM (``sam_bridge.SamBridge`` implements it)."""
@@ -60,6 +62,8 @@ class MaskPrompts:
         """A click in ``positive`` / ``negative`` mode adds a point (refining the current mask);
         in ``box`` mode two clicks make a box. Returns a message for the user ("" if none).
         ``mask_size`` (h, w): the candidates' masks at that size (a preview for the page)."""
+        if mode not in CLICK_MODES:
+            raise ServiceError(f"Unknown click mode {str(mode)[:20]!r}: use one of {CLICK_MODES}.")
         _inside(need_image(session), x, y)
         if mode == "box":
             if session.box_corner is None:

@@ -222,3 +222,14 @@ def test_region_names_have_a_length_and_a_character_rule(tiny_service, voc, name
         tiny_service.rename(s, 0, name)
     tiny_service.rename(s, 0, "  red   car ")
     assert s.regions[0].label == "red car"
+
+
+def test_an_unknown_click_mode_is_one_clear_error(tiny_service, voc):
+    """An API client sending mode "sideways" got a positive click; now it gets one line and
+    the session is unchanged."""
+    s = Session()
+    tiny_service.open_image(s, voc["rgb"])
+    for mode in ("sideways", "pick", "x" * 500):
+        with pytest.raises(ServiceError, match="Unknown click mode"):
+            tiny_service.click(s, 40, 40, mode)
+    assert s.points == [] and s.current_mask() is None
