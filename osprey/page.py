@@ -36,10 +36,10 @@ from osprey.cache import LRUCache
 from osprey.errors import ServiceError
 from osprey.images import ImageHandle
 from osprey.masks import encode_rle
-from osprey.prompting import MaskPrompts, need_image
+from osprey.prompting import CLICK_MODES, MaskPrompts, need_image
 from osprey.session import Proposal, Session
 
-MODES = ("positive", "negative", "box", "pick")
+MODES = (*CLICK_MODES, "pick")  # what the page may send: clicks, and picks in "everything"
 MAX_CLICKS = 64
 DEFAULT_ASSETS = Path(tempfile.gettempdir()) / "osprey-page"
 PRUNED = ("b-", "a-", "e-", "p-")  # generated files (images, maps, embeddings, previews): pruned

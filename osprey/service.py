@@ -38,9 +38,8 @@ from osprey.session import (
 
 MAX_QUESTION_CHARS = 2000
 DETAIL_TOKENS = 1024  # a detailed description may run long (the paper's setting)
-STREAM_INTERVAL = (
-    0.05  # seconds: an answer streams at most 20 updates a second (the words since in one)
-)
+# seconds: an answer streams at most 20 updates a second (the words since in one)
+STREAM_INTERVAL = 0.05
 EVERYTHING_CATEGORY_TOKENS, EVERYTHING_CAPTION_TOKENS = 16, 48
 TASK_FIELDS = {"category": "category", "short": "caption", "detailed": "detail"}
 

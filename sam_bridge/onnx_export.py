@@ -28,6 +28,8 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +84,20 @@ class _PageDecoder(SamOnnxModel):
         return F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
 
 
+@contextmanager
+def _replaced(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` to write, renamed onto ``path`` when the block ends
+    without error and removed otherwise: a crash never leaves a half-written file."""
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def decoder_key(model: Sam, opset: int = OPSET) -> str:
     """16 hex digits naming the decoder: a SHA-256 of the prompt encoder's and mask decoder's
     tensors (names, shapes, bytes), the opset and segment_anything's wrapper version."""
@@ -121,21 +137,14 @@ def export_decoder(model: Sam, path: str | Path, opset: int = OPSET) -> Path:
     wrapper = _PageDecoder(model, return_single_mask=False).eval()
     device = next(model.mask_decoder.parameters()).device  # exported where it is (no copy)
     example = tuple(t.to(device) for t in _example_inputs(model))
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():  # tracer warnings about Python ints in the graph
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper, example, tmp, input_names=list(INPUTS),
-                output_names=list(OUTPUTS), opset_version=opset, do_constant_folding=True,
-                dynamic_axes={"point_coords": {1: "points"}, "point_labels": {1: "points"}},
-                dynamo=False,
-            )  # fmt: skip
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with _replaced(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints in the graph
+        torch.onnx.export(
+            wrapper, example, tmp, input_names=list(INPUTS),
+            output_names=list(OUTPUTS), opset_version=opset, do_constant_folding=True,
+            dynamic_axes={"point_coords": {1: "points"}, "point_labels": {1: "points"}},
+            dynamo=False,
+        )  # fmt: skip
     return path
 
 
@@ -147,20 +156,17 @@ def quantize_decoder(source: str | Path, path: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
-    os.close(fd)
     root = logging.getLogger()  # quantize_dynamic logs a "consider pre-processing" advice there
     level = root.level
     root.setLevel(max(level, logging.ERROR))
     try:
-        quantize_dynamic(
-            str(source), tmp, per_channel=False, reduce_range=False, weight_type=QuantType.QUInt8
-        )
-        os.replace(tmp, path)
+        with _replaced(path) as tmp:
+            quantize_dynamic(
+                str(source), tmp, per_channel=False, reduce_range=False,
+                weight_type=QuantType.QUInt8,
+            )  # fmt: skip
     finally:
         root.setLevel(level)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
