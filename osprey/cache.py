@@ -56,6 +56,10 @@ class LRUCache(Generic[V]):
         self._entries.move_to_end(key)
         return entry
 
+    def peek(self, key: str) -> V | None:
+        """The entry for ``key`` or None, counting nothing and leaving the order as it is."""
+        return self._entries.get(key)
+
     def get_or_compute(self, key: str, compute: Callable[[], V]) -> V:
         entry = self.get(key)
         if entry is None:

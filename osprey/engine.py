@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import queue
 import threading
 import weakref
@@ -41,6 +40,7 @@ from torch import nn
 
 from osprey import constants as C
 from osprey.errors import OspreyError
+from osprey.priority import ENGINE_NICE, lower_priority
 
 # Default capacity: requests decoding at once, and requests waiting for a place.
 MAX_ACTIVE = 32
@@ -352,21 +352,6 @@ def cache_blocks(
     return max(16, min(useful, budget // per_block)), batch_tokens
 
 
-# On a CPU the engine's loop (and the worker threads its torch ops start) runs this much nicer
-# than the request threads: a click's SAM decode, on the same cores, is scheduled first.
-ENGINE_NICE = 10
-
-
-def _lower_priority(thread: threading.Thread | None) -> None:
-    """Raise the OS niceness of ``thread`` (Linux: per thread; threads it starts later inherit
-    it). Anywhere else, or where the OS refuses, nothing changes."""
-    tid = getattr(thread, "native_id", None)
-    if tid is None or not hasattr(os, "setpriority"):
-        return
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + ENGINE_NICE)
-
-
 _LIVE: weakref.WeakSet[BatchEngine] = weakref.WeakSet()
 _HOOKED = False
 
@@ -428,7 +413,8 @@ class BatchEngine:
         with torch.inference_mode():
             self.manager.start()  # its loop thread keeps the caller's inference mode
         if model.device.type == "cpu":
-            _lower_priority(getattr(self.manager, "_generation_thread", None))
+            # its loop (and the torch workers it starts) yields the cores to clicks
+            lower_priority(getattr(self.manager, "_generation_thread", None), ENGINE_NICE)
         self._requests: dict[str, Request] = {}
         self._ids = itertools.count()
         self._running = True

@@ -3,7 +3,10 @@
 Each operation changes the session and returns data (answers, counts, messages for the user) or
 raises :class:`ServiceError` with a message meant for the user. Nothing here draws (that is
 ``osprey/viz.py``) or knows about Gradio (``app.py``). The models (Osprey, and SAM through the
-:class:`Segmenter` protocol) are shared by every session and serialise their own device work.
+:class:`Segmenter` protocol) are shared by every session and guard their own device work. On a
+CPU, new uploads are encoded on a lane of their own at a lower OS priority
+(:mod:`osprey.priority`): a click never waits for, or shares the cores equally with, someone
+else's new image.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from osprey.errors import ImageError, ServiceError
 from osprey.generation import Waiting
 from osprey.images import ImageHandle, ImageLike
 from osprey.pipeline import Generation, Osprey
+from osprey.priority import ENCODE_NICE, Lane
 from osprey.processor import RegionError
 from osprey.prompting import MaskPrompts, Segmenter, need_image
 from osprey.session import (
@@ -62,20 +66,21 @@ class RegionChat:
         self, osprey: Osprey, sam: Segmenter, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_regions: int = 50, detail_tokens: int = DETAIL_TOKENS,
         everything: dict[str, Any] | None = None, stream_interval: float = STREAM_INTERVAL,
+        encode_lane: bool | None = None,
     ):  # fmt: skip
         """``everything``: default options of "segment everything" (SAM's grid and thresholds;
         the tiny, untrained SAM finds masks only with its thresholds at 0). ``stream_interval``:
-        an answer streams at most one update per this many seconds."""
-        self.osprey = osprey
-        self.sam = sam
+        an answer streams at most one update per this many seconds. ``encode_lane``: new uploads
+        encoded on a nicer thread of their own (default: when a model is on the CPU)."""
+        self.osprey, self.sam = osprey, sam
         self.everything = {"points_per_side": 16, **(everything or {})}
         self.masks = MaskPrompts(sam)
-        self.max_new_tokens = max_new_tokens
-        self.detail_tokens = detail_tokens
+        self.max_new_tokens, self.detail_tokens = max_new_tokens, detail_tokens
         self.max_regions = max_regions
         self.untrained = osprey.untrained or getattr(sam, "model_type", "") == "tiny"
         self.stream_interval = stream_interval
         self._stops: dict[str, threading.Event] = {}
+        self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring
 
     # -- image -------------------------------------------------------------------------------
 
@@ -87,8 +92,8 @@ class RegionChat:
             handle = ImageHandle.of(self.sam.prepare(image))
         except (ImageError, ValueError) as exc:
             raise ServiceError(f"This image cannot be used: {exc}") from exc
-        self.sam.set_image(handle)
-        self.osprey.set_image(handle)
+        run = self._encoder.run if self._encoder else lambda fn: fn()
+        run(lambda: (self.sam.set_image(handle), self.osprey.set_image(handle)))
         session.reset(handle)
         return handle
 
@@ -142,7 +147,7 @@ class RegionChat:
             )
         if not mask.any():
             raise ServiceError("The mask is empty.")
-        return self._new_region(session, mask, "upload", label=self._label(label))
+        return self._new_region(session, mask, "upload", label=_checked_label(label))
 
     def _new_region(
         self, session: Session, mask: np.ndarray, source: str, label: str = ""
@@ -155,7 +160,7 @@ class RegionChat:
 
     def rename(self, session: Session, index: int, label: str) -> None:
         self._check_index(session, index)
-        session.set_regions(_replaced(session.regions, index, label=self._label(label)))
+        session.set_regions(_replaced(session.regions, index, label=_checked_label(label)))
 
     def delete(self, session: Session, index: int) -> None:
         """Remove a region; the ones after it are renumbered, so the chat about them restarts."""
@@ -178,13 +183,6 @@ class RegionChat:
     def _check_index(self, session: Session, index: int) -> None:
         if not 0 <= index < len(session.regions):
             raise ServiceError(f"There is no {model_name(index)}.")
-
-    @staticmethod
-    def _label(label: str) -> str:
-        try:
-            return check_label(label)
-        except LabelError as exc:
-            raise ServiceError(str(exc)) from exc
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -309,6 +307,21 @@ class RegionChat:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def _checked_label(label: str) -> str:
+    try:
+        return check_label(label)
+    except LabelError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def _encode_lane(osprey: Osprey, sam: Segmenter, wanted: bool | None) -> Lane | None:
+    """The lane encoding new uploads: if ``wanted`` (None: when a model is on the CPU)."""
+    if wanted is None:
+        devices = (getattr(sam, "device", "cpu"), osprey.model.device)
+        wanted = any(getattr(d, "type", d) == "cpu" for d in devices)
+    return Lane("osprey-encode", ENCODE_NICE) if wanted else None
 
 
 def _user_errors(fn):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
 from osprey.images import ImageLike
@@ -47,7 +48,7 @@ class AutoMask:
 
 class _CachedPredictor(SamPredictor):
     """The SamPredictor the generator drives: ``set_image`` asks the bridge for the embedding
-    (cached for the full image, encoded afresh for crops). The bridge's lock is held by the caller."""
+    (cached for the full image, encoded afresh for crops)."""
 
     def __init__(self, bridge: SamBridge, full_shape: tuple[int, ...]) -> None:
         super().__init__(bridge.model)
@@ -120,8 +121,8 @@ def segment_everything(
     ``points_per_side`` defaults to 16 (SAM's 32 costs 4x the decoder time; on a 2-core CPU 16
     already takes tens of seconds). ``min_area``: holes and islands below it are cleaned (SAM's
     ``min_mask_region_area``) and masks below it dropped. ``crop_n_layers`` > 0 adds SAM's
-    zoomed-in crops (each one an encoder run). Empty masks are never returned. The device lock is
-    held throughout, so other users' clicks wait until it finishes.
+    zoomed-in crops (each one an encoder run). Empty masks are never returned. Other users'
+    clicks do not wait for it (it holds the encode lock only while a crop is encoded).
     """
     _check_options(
         points_per_side, pred_iou_thresh, stability_score_thresh, min_area, crop_n_layers
@@ -139,7 +140,7 @@ def segment_everything(
         output_mode="coco_rle",
     )
     generator.predictor = _CachedPredictor(bridge, rgb.shape)
-    with bridge._device_work():
+    with torch.inference_mode():
         records = generator.generate(rgb)
     masks = [m for m in map(_auto_mask, records) if m is not None and m.area >= min_area]
     return sorted(masks, key=lambda m: m.area, reverse=True)

@@ -13,8 +13,8 @@ boolean (H, W) arrays of the image given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,8 +156,9 @@ def _embedding_bytes(emb: Embedding) -> int:
 class SamBridge:
     """Clicks and boxes -> masks, with the image embedding computed once per image.
 
-    Thread-safe: one lock serialises device work (encoding, decoding); checking inputs and building
-    the result masks happen outside it. Build with :meth:`from_pretrained` or :meth:`tiny`.
+    Thread-safe: the image encoder runs for one image at a time, and clicks on encoded images
+    decode at any time, beside an encoder run and each other (the prompt encoder and mask
+    decoder keep no state). Build with :meth:`from_pretrained` or :meth:`tiny`.
     """
 
     def __init__(
@@ -183,7 +184,11 @@ class SamBridge:
         self.max_pixels = max_pixels
         self._predictor = SamPredictor(self.model)
         self._cache = EmbeddingCache(cache_size, max_cache_bytes, _embedding_bytes)
-        self._lock = threading.RLock()
+        # The cache's lock (lookups only); one encoder run at a time (SamPredictor's state, and
+        # the peak memory); a click takes neither for longer than a lookup.
+        self._cache_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+        self._export_lock = threading.Lock()
         self._encodes = 0
         self._decoder = PromptDecoder(self.model, self._predictor.transform, self.device)
         self.onnx_dir: Path | None = None  # None: a folder in the temp dir
@@ -235,7 +240,7 @@ class SamBridge:
     @property
     def stats(self) -> CacheStats:
         """Cache hits / misses / evictions and image-encoder runs since construction."""
-        with self._lock:
+        with self._cache_lock:
             c = self._cache
             return CacheStats(c.hits, c.misses, self._encodes, c.evictions, len(c), c.capacity)
 
@@ -245,7 +250,7 @@ class SamBridge:
         return tuple(self.model.prompt_encoder.mask_input_size)
 
     def clear_cache(self) -> None:
-        with self._lock:
+        with self._cache_lock:
             self._cache.clear()
 
     # images ------------------------------------------------------------------------------------
@@ -269,11 +274,10 @@ class SamBridge:
     def set_image(self, image: ImageLike) -> ImageKey:
         """Encode ``image`` (or find it in the cache) and return its key for later predictions."""
         rgb, key = self._intake(image)
-        with self._device_work():
-            if rgb is None:
-                self._cached(key)  # a key: it must still be cached
-            else:
-                self._cache.get_or_compute(key, lambda: self._encode(rgb))
+        if rgb is None:
+            self._cached(key)  # a key: it must still be cached
+        else:
+            self._embed(rgb, key)
         return key
 
     # prediction --------------------------------------------------------------------------------
@@ -304,8 +308,7 @@ class SamBridge:
         rgb, key = self._intake(image)
         emb = None
         if rgb is None:  # a key: hold on to its entry, whatever the cache does meanwhile
-            with self._lock:
-                emb = self._cached(key)
+            emb = self._cached(key)
         # Check the prompt before any encoding, so a bad click never costs an encoder run.
         prompt = make_prompt(
             rgb.shape[:2] if emb is None else emb.original_size, points, labels, box
@@ -313,8 +316,8 @@ class SamBridge:
         mask_input = _previous_logits(previous, key, self.logits_size)
         if multimask is None:
             multimask = prompt.num_points == 1 and prompt.box is None and mask_input is None
-        with self._device_work():
-            emb = emb if emb is not None else self._embed(rgb, key)
+        emb = emb if emb is not None else self._embed(rgb, key)
+        with torch.inference_mode():
             masks, scores, logits = self._decoder(emb, prompt, mask_input, multimask, mask_size)
         order = np.argsort(-scores, kind="stable")
         candidates = tuple(
@@ -335,25 +338,20 @@ class SamBridge:
         """The image's embedding (encoded once, cached) in float16 with its geometry: what a page
         running :meth:`decoder_onnx` needs to decode clicks itself."""
         rgb, key = self._intake(image)
-        with self._device_work():
-            emb = self._cached(key) if rgb is None else self._embed(rgb, key)
+        emb = self._cached(key) if rgb is None else self._embed(rgb, key)
+        with torch.inference_mode():
             features = emb.features.to(torch.float16).cpu().numpy()
         return PageEmbedding(features, emb.original_size, emb.input_size)
 
     def decoder_onnx(self) -> Path:
         """This model's prompt encoder + mask decoder as ONNX (see :mod:`sam_bridge.onnx_export`),
         exported on the first call into :attr:`onnx_dir` and reused after."""
-        with self._lock:
+        with self._export_lock:
             return cached_decoder(
                 self.model, self.model_type, self.onnx_dir, quantize=self.page_int8
             )
 
-    # internals (the lock is held by the caller where noted) -------------------------------------
-
-    @contextmanager
-    def _device_work(self) -> Iterator[None]:
-        with self._lock, torch.inference_mode():
-            yield
+    # internals ---------------------------------------------------------------------------------
 
     def _intake(self, image: ImageLike | ImageKey) -> tuple[np.ndarray | None, ImageKey]:
         if isinstance(image, ImageKey):
@@ -364,8 +362,9 @@ class SamBridge:
         return rgb, ImageKey(image_key(rgb))
 
     def _cached(self, key: ImageKey) -> Embedding:
-        """Lock held. The cached embedding of ``key``, or SamBridgeError if it was evicted."""
-        emb = self._cache.get(key)
+        """The cached embedding of ``key``, or SamBridgeError if it was evicted."""
+        with self._cache_lock:
+            emb = self._cache.get(key)
         if emb is None:
             raise SamBridgeError(
                 f"image {key} is not in the cache (evicted?); pass the image itself"
@@ -373,20 +372,30 @@ class SamBridge:
         return emb
 
     def _embed(self, rgb: np.ndarray, key: ImageKey | None = None, cache: bool = True) -> Embedding:
-        """Lock held. The embedding of ``rgb``: from the cache, or encoded (and cached if asked)."""
+        """The embedding of ``rgb``: cached, or encoded (and cached if asked) once however many
+        threads ask."""
         if not cache:
-            return self._encode(rgb)
+            with self._encode_lock:
+                return self._encode(rgb)
         key = key if key is not None else ImageKey(image_key(np.ascontiguousarray(rgb)))
-        return self._cache.get_or_compute(key, lambda: self._encode(rgb))
+        with self._cache_lock:
+            emb = self._cache.get(key)
+        if emb is not None:
+            return emb
+        with self._encode_lock:
+            with self._cache_lock:  # encoded by another thread while this one waited?
+                emb = self._cache.peek(key)
+            if emb is None:
+                emb = self._encode(rgb)
+                with self._cache_lock:
+                    self._cache.put(key, emb)
+        return emb
 
     def _encode(self, rgb: np.ndarray) -> Embedding:
-        """Lock held. Run the image encoder once (under autocast when a dtype was chosen)."""
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
-            else nullcontext()
-        )
-        with autocast:
+        """Encode lock held. One image encoder run (under autocast when a dtype was chosen)."""
+        dtype = self.autocast_dtype
+        autocast = nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+        with torch.inference_mode(), autocast:
             self._predictor.set_image(rgb)
         p = self._predictor
         emb = Embedding(p.features.float(), tuple(p.original_size), tuple(p.input_size))

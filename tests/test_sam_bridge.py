@@ -199,6 +199,37 @@ def test_threads_sharing_one_bridge_each_get_their_own_image(monkeypatch, voc):
     assert encoder.calls == 2
 
 
+def test_a_click_never_waits_for_another_users_new_image(monkeypatch, voc):
+    """While one user's new image is being encoded (held here until the click is done), a click
+    on an image already encoded is decoded at once; a second user asking for the same new image
+    waits for that one encoder run instead of starting another."""
+    bridge = SamBridge.tiny()
+    bridge.set_image(voc["rgb"])
+    encoder = bridge.model.image_encoder
+    original, started, release = encoder.forward, threading.Event(), threading.Event()
+
+    def held_forward(x):
+        started.set()
+        assert release.wait(30), "the click never finished"
+        return original(x)
+
+    monkeypatch.setattr(encoder, "forward", held_forward)
+    other = load_image(EXAMPLES / "chelsea.jpg")
+    uploads = [threading.Thread(target=bridge.set_image, args=(other,)) for _ in range(2)]
+    for t in uploads:
+        t.start()
+    try:
+        assert started.wait(30)
+        h, w = voc["rgb"].shape[:2]
+        pred = bridge.predict(voc["rgb"], points=[(w // 2, h // 2)])  # the encoder is still held
+        assert not release.is_set() and pred.best.mask.shape == (h, w)
+    finally:
+        release.set()
+        for t in uploads:
+            t.join()
+    assert bridge.stats.encodes == 2  # the first image, and the new one once
+
+
 # ---------------------------------------------------------------------------------------------
 # coordinates
 
@@ -571,6 +602,5 @@ def test_encoder_weights_stored_in_autocast_dtype_give_identical_embeddings(voc)
     reference = SamPredictor(build_tiny_sam(0))  # float32 weights, cast by autocast per call
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
         reference.set_image(voc["rgb"])
-    with bridge._lock:
-        emb = bridge._embed(bridge.prepare(voc["rgb"]))
+    emb = bridge._embed(bridge.prepare(voc["rgb"]))
     assert torch.equal(emb.features, reference.features.float())

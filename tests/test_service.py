@@ -233,3 +233,49 @@ def test_an_unknown_click_mode_is_one_clear_error(tiny_service, voc):
         with pytest.raises(ServiceError, match="Unknown click mode"):
             tiny_service.click(s, 40, 40, mode)
     assert s.points == [] and s.current_mask() is None
+
+
+def _niceness(thread_id: int) -> int:
+    from pathlib import Path
+
+    stat = Path(f"/proc/self/task/{thread_id}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_on_a_cpu_new_uploads_are_encoded_on_a_nicer_lane(tiny_osprey, voc, monkeypatch):
+    """On a CPU both encoders run for a new upload on the service's encode lane: one thread,
+    ENCODE_NICE nicer than the request threads (Linux), so that clicks get the cores first.
+    Its errors still reach the caller; without the lane the encoders run on the caller."""
+    import os
+
+    from osprey.priority import ENCODE_NICE
+    from sam_bridge import SamBridge
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc: thread niceness is not visible here")
+    sam = SamBridge.tiny()
+    seen = []
+    for name, model in (("sam", sam), ("osprey", tiny_osprey)):
+        original = model.set_image
+
+        def spy(image, name=name, original=original):
+            seen.append(
+                (name, threading.current_thread().name, _niceness(threading.get_native_id()))
+            )
+            return original(image)
+
+        monkeypatch.setattr(model, "set_image", spy)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    service = RegionChat(tiny_osprey, sam)
+    service.open_image(Session(), voc["rgb"])
+    assert [(n, t.startswith("osprey-encode"), nice) for n, t, nice in seen] == [
+        ("sam", True, base + ENCODE_NICE), ("osprey", True, base + ENCODE_NICE),
+    ]  # fmt: skip
+
+    monkeypatch.setattr(sam, "set_image", lambda image: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        service.open_image(Session(), voc["rgb"][::-1])
+
+    seen.clear()
+    RegionChat(tiny_osprey, SamBridge.tiny(), encode_lane=False).open_image(Session(), voc["rgb"])
+    assert [t for _, t, _ in seen] == [threading.current_thread().name]

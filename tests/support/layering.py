@@ -5,8 +5,8 @@ Layers, bottom to top:
 
 * base: ``osprey.constants``, ``osprey.errors``, ``osprey.prompts``;
 * utilities: ``osprey.images``, ``osprey.masks``, ``osprey.cache``, ``osprey.devices``,
-  ``osprey.options``, ``osprey.vocabulary`` (standard library, numpy, PIL, pycocotools, torch;
-  no model code);
+  ``osprey.options``, ``osprey.vocabulary``, ``osprey.priority`` (standard library, numpy,
+  PIL, pycocotools, torch; no model code);
 * ``sam_bridge``: SAM; it may use the base and utilities of ``osprey`` and nothing else of it;
 * the model: ``osprey.config``, ``osprey.model``, then ``osprey.conversation`` /
   ``osprey.processor`` / ``osprey.checkpoint``, then ``osprey.features`` / ``osprey.generation``
@@ -27,7 +27,7 @@ from pathlib import Path
 
 UTILITIES = [
     "osprey.images", "osprey.masks", "osprey.cache", "osprey.devices", "osprey.options",
-    "osprey.vocabulary",
+    "osprey.vocabulary", "osprey.priority",
 ]  # fmt: skip
 BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
 APP_LAYER = [
@@ -46,7 +46,13 @@ FORBIDDEN: dict[str, list[str]] = {
     "osprey.options": ["osprey.model", "osprey.pipeline", "sam_bridge", "torch", "gradio"],
     **{
         m: ["osprey.model", "osprey.checkpoint", "osprey.pipeline", *APP_LAYER, *INFERENCE]
-        for m in ["osprey.images", "osprey.masks", "osprey.cache", "osprey.devices"]
+        for m in [
+            "osprey.images",
+            "osprey.masks",
+            "osprey.cache",
+            "osprey.devices",
+            "osprey.priority",
+        ]
     },
     "osprey.vocabulary": ["osprey.model", "osprey.conversation", *INFERENCE, *APP_LAYER, "torch"],
     "osprey.config": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],

@@ -8,6 +8,7 @@ the full-resolution mask would not cover the clicked pixel.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +46,15 @@ def count_encoder(monkeypatch, bridge) -> EncoderCounter:
 
 @dataclass
 class PromptSpy:
-    """Records what SAM's prompt encoder receives (points, boxes, masks), as numpy."""
+    """Records what SAM's prompt encoder receives (points, boxes, masks), as numpy. ``last`` is
+    the calling thread's latest: clicks of several threads decode at the same time."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def last(self) -> dict[str, Any]:
-        return self.calls[-1]
+        return self.latest[threading.get_ident()]
 
 
 def spy_prompts(monkeypatch, bridge) -> PromptSpy:
@@ -61,13 +64,14 @@ def spy_prompts(monkeypatch, bridge) -> PromptSpy:
 
     def forward(points, boxes, masks):
         spy.calls.append(
-            {
+            call := {
                 "coords": None if points is None else points[0].float().cpu().numpy(),
                 "labels": None if points is None else points[1].cpu().numpy(),
                 "boxes": None if boxes is None else boxes.float().cpu().numpy(),
                 "masks": None if masks is None else masks.float().cpu().numpy(),
             }
         )
+        spy.latest[threading.get_ident()] = call
         return original(points=points, boxes=boxes, masks=masks)
 
     monkeypatch.setattr(encoder, "forward", forward)
