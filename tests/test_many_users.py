@@ -22,6 +22,7 @@ QUESTION = "What is region1 doing here?"
 def batched_app():
     service = app.build_service(app.parse_args(["--tiny"]))
     assert service.osprey.generator.engine is not None  # the app batches by default
+    service.stream_interval = 0.01  # the tiny model's whole answer takes about 0.1 s: see it stream
     with serving(app.build_demo(service)) as url:
         yield url, service
     service.osprey.generator.disable_batching()
