@@ -47,6 +47,3 @@ class Lane:
     def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """``fn(*args, **kwargs)`` on the lane's thread; its result, or its exception."""
         return self._pool.submit(fn, *args, **kwargs).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
