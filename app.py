@@ -679,13 +679,11 @@ def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
     rather than fail to start."""
     from starlette.middleware import Middleware
 
+    options = dict(launch)
+    if isolate:
+        middleware = [Middleware(CrossOriginIsolation)]
+        options["app_kwargs"] = {**launch.get("app_kwargs", {}), "middleware": middleware}
     for attempt in range(attempts):
-        options = dict(launch)
-        if isolate:
-            options["app_kwargs"] = {
-                **launch.get("app_kwargs", {}),
-                "middleware": [Middleware(CrossOriginIsolation)],
-            }
         try:
             demo.launch(**options)
             return

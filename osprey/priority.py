@@ -13,9 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 # How much nicer than request threads: running answers' decode steps, and new uploads' encoding.
 ENGINE_NICE = 10
@@ -44,6 +42,7 @@ class Lane:
             initializer=lambda: lower_priority(threading.current_thread(), by),
         )
 
-    def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        """``fn(*args, **kwargs)`` on the lane's thread; its result, or its exception."""
-        return self._pool.submit(fn, *args, **kwargs).result()
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the lane's thread, once the calls before it are done; its result, or its
+        exception."""
+        return self._pool.submit(fn).result()
