@@ -313,7 +313,7 @@ class Classifier:
         cands = self.candidates(category_message(whole), vocabulary.candidates)
         ctx = cands.context
         first = len(ctx) - 1 if whole else ctx.index(self.generator.model.config.mask_token_id)
-        regions = [masks[:0]] if whole else [m[None] for m in masks]
+        regions = [masks[:0]] if whole else [masks[i : i + 1] for i in range(len(masks))]
         g, model = self.generator, self.generator.model
         out = []
         with g.context(), cached_prefix(g, key, feats, ctx[:first]) as shared:

@@ -482,7 +482,8 @@ class BatchEngine:
     ) -> list[list[int]]:
         """One answer per region of ``masks`` (each row binds its region to the prompt's one
         ``<mask><pos>``): one group of requests, admitted together, decoded in the same batch."""
-        return self.answer_many([(image_key, feats, m[None], ids, max_new_tokens) for m in masks])
+        rows = [masks[i : i + 1] for i in range(len(masks))]  # (1, H, W) each, decoded when used
+        return self.answer_many([(image_key, feats, m, ids, max_new_tokens) for m in rows])
 
     def answer_many(self, jobs: Sequence[tuple]) -> list[list[int]]:
         """Answers of several prompts, ``(image_key, feats, masks, ids, max_new_tokens)`` each

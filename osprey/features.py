@@ -48,7 +48,7 @@ class FeatureCache:
         with self._lock:
             feats = self.cache.get(handle.key)
         if feats is None:
-            pixels = preprocess_image(handle.rgb, self.model.config.vision.image_size)[None]
+            pixels = preprocess_image(handle, self.model.config.vision.image_size)[None]
             with self.device_lock, torch.inference_mode():
                 feats = self.model.encode_images(pixels)[0]
                 self.calls += 1

@@ -272,7 +272,8 @@ class Generator:
                 chunk = masks[start : start + step]
                 rows = chunk.shape[0]
                 input_ids = torch.tensor([ids] * rows, device=model.device)
-                embeds = model.prepare_inputs(input_ids, [feats] * rows, [m[None] for m in chunk])
+                singles = [chunk[i : i + 1] for i in range(rows)]  # (1, H, W) each, lazily
+                embeds = model.prepare_inputs(input_ids, [feats] * rows, singles)
                 results += decode_rows(
                     model.llm, shared, embeds[:, first:], budget, choose,
                     self.tokenizer.eos_token_id,

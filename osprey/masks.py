@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from osprey.errors import MaskError
+from osprey.errors import ImageError, MaskError
+from osprey.images import MAX_PIXELS, check_size, open_image
 
 # ---------------------------------------------------------------------------------------------
 # PNG
@@ -28,7 +29,7 @@ def to_bool_mask(mask: np.ndarray) -> np.ndarray:
         arr = arr.any(axis=2) if arr.shape[2] in (1, 3) else arr[..., :3].any(axis=2)
     if arr.ndim != 2:
         raise MaskError(f"a mask must be 2-D (H, W), got shape {arr.shape}")
-    return arr.astype(bool)
+    return arr if arr.dtype == np.bool_ else arr.astype(bool)
 
 
 def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:
@@ -38,17 +39,34 @@ def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def load_mask_png(path: str | Path) -> np.ndarray:
-    """Read a mask image (any mode; nonzero pixels are the region; alpha ignored) as bool (H, W)."""
+def load_mask(
+    source: str | Path | bytes, size: tuple[int, int] | None = None, what: str = "mask",
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:  # fmt: skip
+    """Read a mask image (path or encoded bytes; any mode; nonzero pixels are the region; alpha
+    ignored) as bool (H, W). With ``size`` (height, width), a mask of another size is refused
+    from its header, before a pixel is decoded (a 13370x13370 PNG of a few hundred KB would
+    take gigabytes); so is one above ``max_pixels``. Errors are :class:`MaskError` with a message
+    for the user, ``what`` naming the mask ("mask 3")."""
     try:
-        with Image.open(path) as img:
+        with open_image(source, what, max_pixels) as img:
+            if size is not None and (img.height, img.width) != tuple(size):
+                raise MaskError(
+                    f"{what} is {img.width}x{img.height}, the image {size[1]}x{size[0]}"
+                )
+            check_size(img.height, img.width, max_pixels)
             img.load()
             if img.mode in ("RGBA", "LA", "PA"):
                 img = img.convert("RGB") if img.mode == "RGBA" else img.convert("L")
             arr = np.asarray(img.convert("L") if img.mode in ("P", "1") else img)
-    except OSError as exc:
-        raise MaskError(f"cannot read mask {path}: {exc}") from exc
+    except ImageError as exc:
+        raise MaskError(str(exc).replace("image is", f"{what} is", 1)) from exc
     return to_bool_mask(arr)
+
+
+def load_mask_png(path: str | Path) -> np.ndarray:
+    """Read a mask image file (any mode; nonzero pixels are the region) as bool (H, W)."""
+    return load_mask(path, what=f"mask {path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +75,7 @@ def load_mask_png(path: str | Path) -> np.ndarray:
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """bool (H, W) -> compressed COCO RLE with a JSON-ready ``counts`` string."""
-    rle = mask_utils.encode(np.asfortranarray(to_bool_mask(mask).astype(np.uint8)))
+    rle = mask_utils.encode(np.asfortranarray(to_bool_mask(mask).view(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
 
 
@@ -74,9 +92,34 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     elif isinstance(counts, str):
         rle = {"size": [h, w], "counts": counts.encode()}
     try:
-        return mask_utils.decode(rle).astype(bool)
+        return mask_utils.decode(rle).view(bool)  # 0/1 bytes: a view, not a copy
     except Exception as exc:  # pycocotools raises bare Exceptions on corrupt counts
         raise MaskError(f"corrupt RLE: {exc}") from exc
+
+
+class RleMasks(Sequence):
+    """Masks kept as compressed COCO RLE, each decoded to bool (H, W) only when it is read: the
+    50 regions of a 12 MP photo are a few hundred KB here, where decoded they take 600 MB."""
+
+    def __init__(self, rles: Sequence[dict[str, Any]]):
+        self.rles = tuple(rles)
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return RleMasks(self.rles[index])
+        return decode_rle(self.rles[index])
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(H, W) of mask ``index``, from its RLE (nothing decoded)."""
+        h, w = self.rles[index]["size"]
+        return int(h), int(w)
+
+    def area(self, index: int) -> int:
+        """Pixels in mask ``index``, from its RLE (nothing decoded)."""
+        return rle_area(self.rles[index])
 
 
 def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:

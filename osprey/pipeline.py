@@ -29,13 +29,12 @@ from osprey.generation import Answer, Generation, Generator, Waiting, stream
 from osprey.images import ImageHandle, ImageLike
 from osprey.loading import check_quantize, load_pretrained, load_tiny
 from osprey.model.osprey import OspreyModel
-from osprey.processor import RegionError, prepare_masks
+from osprey.processor import Masks, RegionError, prepare_masks
 
 __all__ = ["Answer", "Generation", "Osprey"]
 
 # Room kept for the answer when old chat turns are dropped to fit the context.
 ANSWER_RESERVE = 128
-Masks = Sequence[np.ndarray] | np.ndarray | None
 
 
 class Osprey:
@@ -140,7 +139,8 @@ class Osprey:
         if batched and regions.shape[0] > 1:
             outs = g.generate_rows(handle.key, feats, regions, ids, gen)
         else:
-            outs = [g.generate(handle.key, feats, m[None], ids, gen) for m in regions]
+            singles = (regions[i : i + 1] for i in range(len(regions)))
+            outs = [g.generate(handle.key, feats, m, ids, gen) for m in singles]
         return [conv.postprocess_answer(g.decode_text(new), mode) for new in outs]
 
     def describe_batch(
@@ -157,7 +157,9 @@ class Osprey:
         for image, masks in items:
             handle, feats = self.images.get(image)
             regions = prepare_masks(masks, handle.height, handle.width)
-            jobs += [(handle.key, feats, m[None], ids, budget) for m in regions]
+            jobs += [
+                (handle.key, feats, regions[i : i + 1], ids, budget) for i in range(len(regions))
+            ]
             counts.append(regions.shape[0])
         answers = iter(self.generator.engine.answer_many(jobs))
         mode = "demo" if task in ("short", "detailed") else "reference"

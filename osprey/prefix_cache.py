@@ -26,8 +26,10 @@ Signature = list[object]
 
 def mask_digest(mask: torch.Tensor) -> str:
     """Content digest of a bool (H, W) mask."""
-    arr = mask.detach().to("cpu", torch.uint8).contiguous().numpy()
-    return hashlib.blake2b(arr.tobytes() + str(arr.shape).encode(), digest_size=12).hexdigest()
+    arr = mask.detach().to("cpu", torch.bool).contiguous().numpy()  # 0/1 bytes, no copy
+    digest = hashlib.blake2b(str(arr.shape).encode(), digest_size=12)
+    digest.update(memoryview(arr).cast("B"))
+    return digest.hexdigest()
 
 
 def signature(

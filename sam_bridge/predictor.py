@@ -13,7 +13,7 @@ boolean (H, W) arrays of the image given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from PIL import Image
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import remove_small_regions
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from osprey.images import MAX_PIXELS, ImageHandle, ImageLike, image_key, to_rgb
+from osprey.images import MAX_PIXELS, ImageHandle, ImageLike, check_size, image_key, to_rgb
 from osprey.masks import mask_box
 from sam_bridge.build import (
     build_sam,
@@ -145,6 +146,34 @@ def _previous_logits(previous: Any, key: ImageKey, shape: tuple[int, int]) -> np
     return logits
 
 
+def _intake(
+    image: ImageLike | ImageKey, prepare: Callable[[ImageLike], np.ndarray]
+) -> tuple[Callable[[], np.ndarray] | None, ImageKey, tuple[int, int] | None]:
+    """(pixels, key, (H, W)) of an image: ``pixels()`` gives the RGB ``prepare`` makes of it
+    and is called only when its embedding is not cached (a handle's pixels may have to be
+    decoded again from its compressed source). A bare key gives (None, key, None)."""
+    if isinstance(image, ImageKey):
+        return None, image, None
+    if isinstance(image, ImageHandle):  # already normalised, checked and hashed
+        return (lambda: image), ImageKey(image.key), (image.height, image.width)
+    rgb = prepare(image)
+    return (lambda: rgb), ImageKey(image_key(rgb)), rgb.shape[:2]
+
+
+def _set_image(predictor: SamPredictor, image: np.ndarray | ImageHandle) -> None:
+    """``SamPredictor.set_image`` for an array or a handle; a handle's PIL image is resized
+    directly, as SAM's ``ResizeLongestSide`` resizes (PIL bilinear, long side 1024), with no
+    full-size array copy on the way."""
+    if not isinstance(image, ImageHandle):
+        predictor.set_image(image)
+        return
+    size = predictor.transform.target_length
+    h, w = ResizeLongestSide.get_preprocess_shape(image.height, image.width, size)
+    small = np.array(image.pil.resize((w, h), Image.BILINEAR))  # writable, as torch wants
+    pixels = torch.as_tensor(small, device=predictor.device).permute(2, 0, 1).contiguous()[None]
+    predictor.set_torch_image(pixels, (image.height, image.width))
+
+
 def _embedding_bytes(emb: Embedding) -> int:
     return emb.features.numel() * emb.features.element_size()
 
@@ -256,28 +285,31 @@ class SamBridge:
     # images ------------------------------------------------------------------------------------
 
     def prepare(self, image: ImageLike) -> np.ndarray:
-        """Any supported image -> (H, W, 3) uint8 RGB; refuses images SAM cannot take.
-
-        Above ``max_pixels`` (default :data:`osprey.images.MAX_PIXELS`) -> ImageError: SAM
-        itself sees 1024 pixels on the long side, but every click returns three full-size masks.
-        """
+        """Any supported image -> (H, W, 3) uint8 RGB; refuses images SAM cannot take
+        (:meth:`check`)."""
         rgb = to_rgb(image, self.max_pixels)
-        h, w = rgb.shape[:2]
-        size = self.model.image_encoder.img_size
-        if min(ResizeLongestSide.get_preprocess_shape(h, w, size)) < 1:
-            raise SamBridgeError(
-                f"image is {w}x{h}: scaled to {size} pixels on the long side its short side "
-                f"would vanish; pad or crop it to a less extreme aspect ratio"
-            )
+        self.check(*rgb.shape[:2])
         return rgb
+
+    def check(self, height: int, width: int) -> None:
+        """Refuse an image size SAM cannot take: above ``max_pixels`` (default
+        :data:`osprey.images.MAX_PIXELS`; SAM sees 1024 pixels on the long side, but every click
+        returns three full-size masks), or so thin that its short side would vanish."""
+        check_size(height, width, self.max_pixels)
+        size = self.model.image_encoder.img_size
+        if min(ResizeLongestSide.get_preprocess_shape(height, width, size)) < 1:
+            raise SamBridgeError(
+                f"image is {width}x{height}: scaled to {size} pixels on the long side its short "
+                "side would vanish; pad or crop it to a less extreme aspect ratio"
+            )
 
     def set_image(self, image: ImageLike) -> ImageKey:
         """Encode ``image`` (or find it in the cache) and return its key for later predictions."""
-        rgb, key = self._intake(image)
-        if rgb is None:
+        pixels, key, _ = _intake(image, self.prepare)
+        if pixels is None:
             self._cached(key)  # a key: it must still be cached
         else:
-            self._embed(rgb, key)
+            self._embed(pixels, key)
         return key
 
     # prediction --------------------------------------------------------------------------------
@@ -305,18 +337,16 @@ class SamBridge:
         size instead of the image's, e.g. a display size (the logits do not depend on it).
         Raises :class:`SamBridgeError` for bad prompts.
         """
-        rgb, key = self._intake(image)
+        pixels, key, size = _intake(image, self.prepare)
         emb = None
-        if rgb is None:  # a key: hold on to its entry, whatever the cache does meanwhile
+        if pixels is None:  # a key: hold on to its entry, whatever the cache does meanwhile
             emb = self._cached(key)
         # Check the prompt before any encoding, so a bad click never costs an encoder run.
-        prompt = make_prompt(
-            rgb.shape[:2] if emb is None else emb.original_size, points, labels, box
-        )
+        prompt = make_prompt(size if emb is None else emb.original_size, points, labels, box)
         mask_input = _previous_logits(previous, key, self.logits_size)
         if multimask is None:
             multimask = prompt.num_points == 1 and prompt.box is None and mask_input is None
-        emb = emb if emb is not None else self._embed(rgb, key)
+        emb = emb if emb is not None else self._embed(pixels, key)
         with torch.inference_mode():
             masks, scores, logits = self._decoder(emb, prompt, mask_input, multimask, mask_size)
         order = np.argsort(-scores, kind="stable")
@@ -337,8 +367,8 @@ class SamBridge:
     def page_embedding(self, image: ImageLike | ImageKey) -> PageEmbedding:
         """The image's embedding (encoded once, cached) in float16 with its geometry: what a page
         running :meth:`decoder_onnx` needs to decode clicks itself."""
-        rgb, key = self._intake(image)
-        emb = self._cached(key) if rgb is None else self._embed(rgb, key)
+        pixels, key, _ = _intake(image, self.prepare)
+        emb = self._cached(key) if pixels is None else self._embed(pixels, key)
         with torch.inference_mode():
             features = emb.features.to(torch.float16).cpu().numpy()
         return PageEmbedding(features, emb.original_size, emb.input_size)
@@ -353,14 +383,6 @@ class SamBridge:
 
     # internals ---------------------------------------------------------------------------------
 
-    def _intake(self, image: ImageLike | ImageKey) -> tuple[np.ndarray | None, ImageKey]:
-        if isinstance(image, ImageKey):
-            return None, image
-        if isinstance(image, ImageHandle):  # already normalised and hashed
-            return self.prepare(image.rgb), ImageKey(image.key)
-        rgb = self.prepare(image)
-        return rgb, ImageKey(image_key(rgb))
-
     def _cached(self, key: ImageKey) -> Embedding:
         """The cached embedding of ``key``, or SamBridgeError if it was evicted."""
         with self._cache_lock:
@@ -371,13 +393,19 @@ class SamBridge:
             )
         return emb
 
-    def _embed(self, rgb: np.ndarray, key: ImageKey | None = None, cache: bool = True) -> Embedding:
-        """The embedding of ``rgb``: cached, or encoded (and cached if asked) once however many
-        threads ask."""
+    def _embed(
+        self, rgb: np.ndarray | Callable[[], np.ndarray], key: ImageKey | None = None,
+        cache: bool = True,
+    ) -> Embedding:  # fmt: skip
+        """The embedding of ``rgb`` (an array, or a function giving it, called only to encode):
+        cached, or encoded (and cached if asked) once however many threads ask."""
+        pixels = rgb if callable(rgb) else (lambda: rgb)
         if not cache:
             with self._encode_lock:
-                return self._encode(rgb)
-        key = key if key is not None else ImageKey(image_key(np.ascontiguousarray(rgb)))
+                return self._encode(pixels())
+        if key is None:
+            rgb = pixels()
+            key, pixels = ImageKey(image_key(np.ascontiguousarray(rgb))), (lambda: rgb)
         with self._cache_lock:
             emb = self._cache.get(key)
         if emb is not None:
@@ -386,17 +414,17 @@ class SamBridge:
             with self._cache_lock:  # encoded by another thread while this one waited?
                 emb = self._cache.peek(key)
             if emb is None:
-                emb = self._encode(rgb)
+                emb = self._encode(pixels())
                 with self._cache_lock:
                     self._cache.put(key, emb)
         return emb
 
-    def _encode(self, rgb: np.ndarray) -> Embedding:
+    def _encode(self, rgb: np.ndarray | ImageHandle) -> Embedding:
         """Encode lock held. One image encoder run (under autocast when a dtype was chosen)."""
         dtype = self.autocast_dtype
         autocast = nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
         with torch.inference_mode(), autocast:
-            self._predictor.set_image(rgb)
+            _set_image(self._predictor, rgb)
         p = self._predictor
         emb = Embedding(p.features.float(), tuple(p.original_size), tuple(p.input_size))
         p.reset_image()

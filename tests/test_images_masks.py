@@ -94,3 +94,67 @@ def test_uncompressed_rle_and_polygons():
     with pytest.raises(MaskError, match="image is"):
         decode_segmentation(encode_rle(mask), 7, 8)
     assert mask_box(np.zeros((3, 3), bool)) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# handles made from bytes: decoded once, resized from PIL, released, decoded again
+
+
+def _encoded(rgb, fmt: str, **kw) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format=fmt, **kw)
+    return out.getvalue()
+
+
+def test_a_handle_from_bytes_is_the_array_path_bit_for_bit(voc):
+    from osprey.images import ImageHandle, image_key, load_image, pil_key
+
+    for data in (_encoded(voc["rgb"], "PNG"), _encoded(voc["rgb"], "JPEG", quality=90)):
+        rgb = load_image(data)
+        handle = ImageHandle.of(data)
+        assert handle.key == image_key(rgb) == pil_key(handle.pil)
+        assert (handle.height, handle.width) == rgb.shape[:2]
+        assert np.array_equal(handle.rgb, rgb)
+        handle.release()
+        assert not handle.decoded and handle.nbytes == len(data)
+        assert np.array_equal(handle.rgb, rgb) and np.array_equal(np.asarray(handle.pil), rgb)
+
+
+def test_sam_and_osprey_read_a_handle_as_they_read_its_array(voc):
+    """SAM's embedding and Osprey's pixels from a handle's PIL image equal those from the
+    decoded array (SAM's ResizeLongestSide; Osprey's CLIP preprocessing): nothing changes but
+    the memory."""
+    import torch
+
+    from osprey.images import ImageHandle, load_image
+    from osprey.processor import preprocess_image
+    from sam_bridge import SamBridge
+
+    data = _encoded(voc["rgb"], "JPEG", quality=90)
+    rgb, handle = load_image(data), ImageHandle.of(data)
+    assert torch.equal(preprocess_image(handle), preprocess_image(rgb))
+    bridge = SamBridge.tiny()
+    from_handle = bridge._embed(lambda: handle, cache=False)
+    from_array = bridge._embed(rgb, cache=False)
+    assert torch.equal(from_handle.features, from_array.features)
+    assert from_handle.input_size == from_array.input_size
+    assert from_handle.original_size == from_array.original_size
+
+
+def test_rle_masks_give_the_same_logits_as_arrays(tiny_osprey, voc):
+    """Masks kept as RLE and decoded as the extractor reads them (a MaskStack) give exactly the
+    logits of the same masks passed as arrays."""
+    import torch
+
+    from osprey.masks import RleMasks, encode_rle
+    from osprey.model.mask_extractor import chunk_size
+
+    masks = voc["masks"][:3]
+    prompt = "<image>\nWhat are region1 <mask><pos>, region2 <mask><pos> and region3 <mask><pos>?"
+    lazy = RleMasks([encode_rle(m) for m in masks])
+    assert torch.equal(
+        tiny_osprey.logits(voc["rgb"], lazy, prompt), tiny_osprey.logits(voc["rgb"], masks, prompt)
+    )
+    assert chunk_size((375, 500)) == 16 and chunk_size((8000, 8000)) == 1

@@ -10,8 +10,17 @@ from torch import nn
 
 from osprey.config import ExtractorConfig
 
-# Regions are pooled this many at a time, bounding the memory of the full-resolution float masks.
+# Regions are pooled at most this many at a time, and at most this many bytes of
+# full-resolution float masks at once (one mask at a time for the largest photos).
 _CHUNK = 16
+_CHUNK_BYTES = 256 * 2**20
+
+
+def chunk_size(size: Sequence[int]) -> int:
+    """Regions pooled together for masks of ``size`` (H, W): up to ``_CHUNK``, fewer when their
+    float32 copies would pass ``_CHUNK_BYTES``."""
+    pixels = int(size[0]) * int(size[1])
+    return max(1, min(_CHUNK, _CHUNK_BYTES // max(1, 4 * pixels)))
 
 
 def mask_pooling(feat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -99,10 +108,12 @@ class MaskExtractor(nn.Module):
         mask_out, pos_out = [], []
         for b, image_masks in enumerate(masks):
             per_image = {name: levels[name][b] for name in self.levels}
-            for start in range(0, image_masks.shape[0], _CHUNK):
-                chunk = image_masks[start : start + _CHUNK].float()
+            step = chunk_size(image_masks.shape[-2:])
+            for start in range(0, image_masks.shape[0], step):
+                chunk = image_masks[start : start + step].float()
                 mask_out.append(self._mask_tokens(per_image, chunk))
                 pos_out.append(self._pos_tokens(chunk))
+                del chunk  # before the next one is made: one full-size float chunk at a time
         if not mask_out:
             width = self.feat_linear.out_features
             device = self.feat_linear.weight.device
