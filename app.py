@@ -19,9 +19,11 @@ import argparse
 import functools
 import inspect
 import json
+import logging
 import os
 import sys
 import tempfile
+import uuid
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +31,7 @@ from types import SimpleNamespace
 from osprey.options import env_flag, generation_options, model_options
 
 REPO = Path(__file__).resolve().parent
+LOG = logging.getLogger("osprey.app")
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpg"))
 MODES = ["positive", "negative", "box", "pick (everything)"]
 TASK_LABELS = {
@@ -305,12 +308,17 @@ def view(s, message: str = "") -> tuple:
 
 
 def _user_error(exc: Exception):
+    """The one message a user (or API client) sees for ``exc``: the app's own words for what
+    they can fix; for anything else a line with an id, and the traceback in the server's log
+    under that id (never an exception's name, text or a server path)."""
     import gradio as gr
 
     from osprey.errors import OspreyError
 
     if isinstance(exc, OspreyError):
         return gr.Error(str(exc), print_exception=False)
+    if isinstance(exc, gr.Error):
+        return exc
     if type(exc).__name__ == "OutOfMemoryError":
         import torch
 
@@ -318,7 +326,13 @@ def _user_error(exc: Exception):
         return gr.Error(
             "The GPU ran out of memory for this request; try fewer regions or a smaller image."
         )
-    return gr.Error(f"Something went wrong: {type(exc).__name__}: {exc}")
+    incident = uuid.uuid4().hex[:8]
+    LOG.error("request failed (incident %s)", incident, exc_info=exc)
+    return gr.Error(
+        f"Something went wrong on the server (incident {incident}); it was logged. Please try "
+        "again, or report the incident id.",
+        print_exception=False,
+    )
 
 
 def guarded(fn):
@@ -364,32 +378,50 @@ API_LANES = {"segment": "encode", "describe": "answer", "describe_all": "answer"
              "session_open": "encode", "session_ask": "answer", "classify": "answer"}  # fmt: skip
 
 
+def edit_handler(service, action, chat: bool = False):
+    """A page handler: ``action(session, *inputs)``, then a redraw with its message (if a str),
+    the session held meanwhile (one visitor's edits run one after the other, never interleaved:
+    a rename and a delete at the same moment cannot meet a half-changed region list).
+    ``chat``: the handler also shows the chat starting over when the regions were renumbered."""
+    import gradio as gr
+
+    def run(s, *args):
+        with service.editing(s):
+            revision = s.revision
+            message = action(s, *args)
+            shown = view(s, message if isinstance(message, str) else "")
+            if not chat:
+                return shown
+            return (*shown, restarted_chat() if s.revision != revision else gr.skip())
+
+    return guarded(run)
+
+
+def restarted_chat(why: str = "The regions changed") -> list[dict]:
+    """The chat as shown once it starts over (the model's history was cleared)."""
+    return [{"role": "assistant", "content": f"({why}, so the chat starts over.)"}]
+
+
 def _wire(ui: SimpleNamespace, service, visitors) -> None:
     """Connect every event to one service call and a redraw."""
+
     lane = {k: {**v, "api_visibility": "private"} for k, v in lanes(service).items()}
     outs = [ui.canvas, ui.state, ui.table, ui.selected, ui.pick, ui.status]
     _wire_image(ui, service, visitors, outs, lane)
 
-    def edit(action):
-        """A handler: ``action(session, *inputs)``, then a redraw with its message (if a str)."""
-
-        def run(s, *args):
-            message = action(s, *args)
-            return view(s, message if isinstance(message, str) else "")
-
-        return guarded(run)
+    def edit(action, chat: bool = False):
+        return edit_handler(service, action, chat)
 
     fast = lane["interactive"]
     _wire_canvas(ui, service, edit, outs, fast)
     ui.clear_clicks.click(edit(service.clear_prompt), [ui.state], outs, **fast)
     rename = edit(lambda s, i, name: service.rename(s, _index(i), name))
     ui.rename.click(rename, [ui.state, ui.pick, ui.new_name], outs, **fast)
-    ui.delete.click(
-        edit(lambda s, i: service.delete(s, _index(i))), [ui.state, ui.pick], outs, **fast
-    )
+    delete = edit(lambda s, i: service.delete(s, _index(i)), chat=True)
+    ui.delete.click(delete, [ui.state, ui.pick], [*outs, ui.chat], **fast)
     for button, action in ((ui.undo, service.undo), (ui.redo, service.redo),
                            (ui.clear_all, service.clear_regions)):  # fmt: skip
-        button.click(edit(action), [ui.state], outs, **fast)
+        button.click(edit(action, chat=True), [ui.state], [*outs, ui.chat], **fast)
     for task, button in ui.tasks.items():
         button.click(_describe_handler(service, task), [ui.selected, ui.chat, ui.state],
                      [ui.chat, *outs], **lane["answer"])  # fmt: skip
@@ -411,23 +443,28 @@ def _wire_image(ui: SimpleNamespace, service, visitors, outs: list, lane: dict) 
     """Opening an image (upload, example) and segment everything (clicks: the canvas page)."""
     import gradio as gr
 
-    from osprey.api import drop_upload
+    from osprey.errors import ServiceError
+    from osprey.uploads import read_upload
 
     @guarded
     def on_upload(s, path, request: gr.Request):
-        try:
-            visitors.opened(s, service.open_image(s, path), request)
-        finally:  # the session holds the decoded image; the uploaded copy is not needed again
-            drop_upload(path)
-        return view(s)
+        # Gradio's component gives the upload's path; it is read like any upload (inside the
+        # upload folder, a regular file, bounded) and kept in memory, never reopened.
+        data = read_upload({"path": path} if isinstance(path, str) else path, "image")
+        visitors.opened(s, service.open_image(s, data), request)
+        return (*view(s), restarted_chat("A new image"))
 
     @guarded
     def on_example(s, evt: gr.SelectData, request: gr.Request):
-        visitors.opened(s, service.open_image(s, EXAMPLES[evt.index]), request)
-        return view(s)
+        index = evt.index if isinstance(evt.index, int) else -1
+        if not 0 <= index < len(EXAMPLES):
+            raise ServiceError("There is no such example.")
+        data = Path(EXAMPLES[index]).read_bytes()  # the app's own file, chosen by index
+        visitors.opened(s, service.open_image(s, data), request)
+        return (*view(s), restarted_chat("A new image"))
 
-    ui.upload.upload(on_upload, [ui.state, ui.upload], outs, **lane["encode"])
-    ui.examples.select(on_example, [ui.state], outs, **lane["encode"])
+    ui.upload.upload(on_upload, [ui.state, ui.upload], [*outs, ui.chat], **lane["encode"])
+    ui.examples.select(on_example, [ui.state], [*outs, ui.chat], **lane["encode"])
     ui.everything.click(_everything_handler(service), [ui.state], outs, **lane["encode"])
 
 
@@ -629,8 +666,11 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from osprey.memory import limit_malloc_arenas
+
     args = parse_args(argv)
     check_options(args)
+    limit_malloc_arenas()  # freed photos go back to the system (osprey/memory.py)
     service = build_service(args)
     demo = build_demo(service, cache_ttl=args.cache_ttl)
     demo.queue(max_size=4 * args.queue_size)  # each event's lane limits how many run at once
@@ -673,15 +713,18 @@ class CrossOriginIsolation:
 
 
 def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
-    """``demo.launch(**launch)``, its responses with :class:`CrossOriginIsolation`'s headers
-    unless ``isolate`` is off. Gradio gives up when its own page does not answer within 3 s of
-    starting ("localhost is not accessible"), which happens on a busy small machine: try again
-    rather than fail to start."""
+    """``demo.launch(**launch)`` behind :class:`~osprey.api_gate.ApiGate` (calls to the API
+    checked before Gradio runs them) and, unless ``isolate`` is off, with
+    :class:`CrossOriginIsolation`'s headers. Gradio gives up when its own page does not answer
+    within 3 s of starting ("localhost is not accessible"), which happens on a busy small
+    machine: try again rather than fail to start."""
     from starlette.middleware import Middleware
 
-    options = dict(launch)
+    middleware = [m for m in (_api_gate(demo),) if m is not None]
     if isolate:
-        middleware = [Middleware(CrossOriginIsolation)]
+        middleware.append(Middleware(CrossOriginIsolation))
+    options = dict(launch)
+    if middleware:
         options["app_kwargs"] = {**launch.get("app_kwargs", {}), "middleware": middleware}
     for attempt in range(attempts):
         try:
@@ -693,6 +736,23 @@ def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
             print("The page did not answer within Gradio's start-up check; trying again.",
                   file=sys.stderr)  # fmt: skip
             demo.close()
+
+
+def _api_gate(demo):
+    """The gate's middleware for ``demo``'s API endpoints (see osprey/api_gate.py); None for a
+    demo without them."""
+    from starlette.middleware import Middleware
+
+    from osprey.api import Endpoints
+    from osprey.api_gate import ApiGate, endpoint_params
+
+    fns = dict(getattr(demo, "fns", {}))
+    endpoints = {f.api_name: endpoint_params(f.fn) for f in fns.values()
+                 if f.api_name in Endpoints.NAMES}  # fmt: skip
+    if not endpoints:
+        return None
+    return Middleware(ApiGate, endpoints=endpoints,
+                      fn_names=lambda index: getattr(fns.get(index), "api_name", None))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from osprey.options import (
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from osprey.images import load_image
-    from osprey.masks import load_mask_png
     from osprey.pipeline import Generation
 
     if not args.mask and not args.question:
@@ -29,7 +28,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "about the whole image with --question TEXT"
         )
     image = load_image(args.image)
-    masks = [load_mask_png(m) for m in args.mask]
+    masks = _masks(args.mask, image.shape[:2])
     _check_before_loading(args, image, masks)
     osp = _load_model(args)
     gen = (
@@ -43,6 +42,18 @@ def cmd_describe(args: argparse.Namespace) -> int:
     for i, text in enumerate(osp.describe(image, masks, args.task, gen=gen)):
         print(f"region{i + 1}: {text}" if len(masks) > 1 else text)
     return 0
+
+
+def _masks(paths: list[str], size: tuple[int, int]) -> list:
+    """The ``--mask`` files, each checked against the image's (height, width) from its header
+    before it is decoded (a 13370x13370 PNG of a few hundred KB would take gigabytes first),
+    at most :data:`~osprey.constants.MAX_MASKS_PER_REQUEST` of them."""
+    from osprey.constants import MAX_MASKS_PER_REQUEST
+    from osprey.masks import load_mask
+
+    if len(paths) > MAX_MASKS_PER_REQUEST:
+        raise UsageError(f"at most {MAX_MASKS_PER_REQUEST} --mask files per command")
+    return [load_mask(p, size, f"mask {p} (region {i + 1})") for i, p in enumerate(paths)]
 
 
 def _load_model(args: argparse.Namespace):
@@ -77,12 +88,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     import json
 
     from osprey.images import load_image
-    from osprey.masks import load_mask_png
     from osprey.vocabulary import resolve
 
     vocabulary = resolve(args.vocab, files=True)
     image = load_image(args.image)
-    masks = [load_mask_png(m) for m in args.mask]
+    masks = _masks(args.mask, image.shape[:2])
     _check_before_loading(args, image, masks)
     osp = _load_model(args)
     tops = osp.classify(image, masks or None, vocabulary, args.top_k)

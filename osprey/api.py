@@ -25,56 +25,101 @@ import gradio as gr
 from gradio import FileData
 
 from osprey import topk
-from osprey.errors import OspreyError
-from osprey.masks import encode_rle, load_mask_png, save_mask_png
+from osprey.constants import MAX_MASKS_PER_REQUEST, MAX_POINTS_PER_PROMPT
+from osprey.errors import MaskError, OspreyError
+from osprey.images import probe_image
+from osprey.masks import encode_rle, load_mask, save_mask_png
 from osprey.service import RegionChat, ServiceError
 from osprey.session import Session
+from osprey.uploads import read_upload
+from osprey.vocabulary import MAX_TOP_K
 
 API_SESSION_TTL = 900.0  # seconds an idle API session is kept
 MAX_API_SESSIONS = 256
-MAX_POINTS = 64  # clicks in one prompt
+MAX_POINTS = MAX_POINTS_PER_PROMPT  # clicks in one prompt
 MAX_POINTS_PER_SIDE = 32  # "segment everything" grid: 32 x 32 clicks
 MAX_JSON_CHARS = 10_000
-MAX_MASK_FILES = 50
+MAX_MASK_FILES = MAX_MASKS_PER_REQUEST
 
 
-def _path(file: Any) -> str:
-    """A file parameter as Gradio passes it (a FileData dict, or a path) -> its local path."""
-    if isinstance(file, dict):
-        return file["path"]
-    return str(getattr(file, "path", file))
+# ---------------------------------------------------------------------------------------------
+# arguments: every value a client sends is checked here, with a message naming the argument
 
 
-def drop_upload(path: str | None) -> None:
-    """Delete an uploaded file from Gradio's upload folder (and nothing outside it): once an image
-    is decoded into a session, the server does not need the file again."""
-    from gradio.utils import get_upload_folder
-
-    if path and Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
-        Path(path).unlink(missing_ok=True)
-
-
-def _open(service: RegionChat, session: Session, image: Any):
-    """Open an uploaded image in ``session``, then drop the upload."""
-    try:
-        return service.open_image(session, _path(image))
-    finally:
-        drop_upload(_path(image))
-
-
-def _json(text: str, what: str, example: str) -> Any:
-    if text is None or not str(text).strip():
-        return None
-    if len(str(text)) > MAX_JSON_CHARS:
-        raise ServiceError(f"{what} is too long (at most {MAX_JSON_CHARS} characters)")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ServiceError(f"{what} must be JSON like {example}: {exc.msg}") from None
+def _show(value: Any) -> str:
+    """A client's value, short, for a message (a 1 MB string or a 309-digit number is not
+    echoed back whole)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = repr(value)
+    return text if len(text) <= 24 else text[:20] + "..."
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(value: Any, name: str, low: float | None = None, high: float | None = None) -> float:
+    """A finite number (in [low, high] when given), or :class:`ServiceError` naming ``name``."""
+    if low is None or high is None:
+        if not _number(value):
+            raise ServiceError(f"{name} must be a finite number, got {_show(value)}")
+    elif not _number(value) or not low <= value <= high:
+        raise ServiceError(f"{name} must be a number from {low:g} to {high:g}, got {_show(value)}")
+    return float(value)
+
+
+def whole(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number in [low, high] (3.0 counts; 2.9 does not)."""
+    if not _number(value) or float(value) != int(value) or not low <= value <= high:
+        raise ServiceError(
+            f"{name} must be a whole number from {low} to {high}, got {_show(value)}"
+        )
+    return int(value)
+
+
+def text(value: Any, name: str, limit: int = MAX_JSON_CHARS) -> str:
+    """A string ("" for None), at most ``limit`` characters."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ServiceError(f"{name} must be text, got {_show(value)}")
+    if len(value) > limit:
+        raise ServiceError(f"{name} is too long (at most {limit} characters)")
+    return value
+
+
+def files(value: Any, name: str, limit: int) -> list:
+    """A list of at most ``limit`` file objects (None: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ServiceError(f"{name} must be a list of uploaded files")
+    if len(value) > limit:
+        raise ServiceError(f"at most {limit} {name} per request")
+    return value
+
+
+def _open(service: RegionChat, session: Session, image: Any):
+    """Open an uploaded image (Gradio's file object) in ``session``."""
+    return service.open_image(session, read_upload(image, "image"))
+
+
+def _json(value: Any, what: str, example: str) -> Any:
+    if isinstance(value, list):  # already parsed by the client
+        return value
+    if value is not None and not isinstance(value, str):
+        raise ServiceError(f"{what} must be JSON text like {example}, got {_show(value)}")
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_JSON_CHARS:
+        raise ServiceError(f"{what} is too long (at most {MAX_JSON_CHARS} characters)")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ServiceError(f"{what} must be JSON like {example}: {exc.msg}") from None
+    except RecursionError:
+        raise ServiceError(f"{what} is nested too deeply: JSON like {example}") from None
 
 
 def parse_prompt(points: str, labels: str, box: str) -> tuple[list, list | None, list | None]:
@@ -165,17 +210,15 @@ class Endpoints:
         with a ``question`` the answer about all the masks (region1, region2, ... in their order),
         streamed as it grows (``Client.submit`` sees every step, ``predict`` the final answer).
         ``max_new_tokens``: 0 for the app's default, else at most the app's limit."""
-        if len(masks or []) > MAX_MASK_FILES:
-            raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
-        tokens = self.service.token_budget(task, max_new_tokens)
-        s = Session()
-        _open(self.service, s, image)
-        for f in masks or []:
-            self.service.add_mask(s, _mask(f))
+        masks = files(masks, "masks", MAX_MASK_FILES)
+        task, question = text(task, "task") or "short", text(question, "question", 10**6)
+        limit = self.service.token_budget(task)
+        tokens = self.service.token_budget(task, whole(max_new_tokens, "max_new_tokens", 0, limit))
+        s = self._with_masks(image, masks)
         if question:
             yield from _texts(self.service.ask(s, question, max_new_tokens=tokens))
             return
-        yield [text for _, text in self.service.describe(s, task or "short", max_new_tokens=tokens)]
+        yield [answer for _, answer in self.service.describe(s, task, max_new_tokens=tokens)]
 
     def describe_all(
         self, image: FileData, points_per_side: float = 16, pred_iou_thresh: float = 0.88,
@@ -185,16 +228,17 @@ class Endpoints:
         :data:`MAX_POINTS_PER_SIDE`; SAM's thresholds), then category and short caption of every
         mask (one row each); with a ``vocabulary`` (built-in name or comma-separated names), also
         each mask's most probable class in it (``label``, ``prob``)."""
-        if not (_number(points_per_side) and 1 <= points_per_side <= MAX_POINTS_PER_SIDE):
-            raise ServiceError(f"points_per_side must be between 1 and {MAX_POINTS_PER_SIDE}")
+        side = whole(points_per_side, "points_per_side", 1, MAX_POINTS_PER_SIDE)
+        iou = number(pred_iou_thresh, "pred_iou_thresh", 0, 1)
+        stability = number(stability_score_thresh, "stability_score_thresh", 0, 1)
+        vocabulary = text(vocabulary, "vocabulary", 10**6)
         if vocabulary:
             topk.user_vocabulary(vocabulary)  # a bad one fails before segmenting
         s = Session()
         _open(self.service, s, image)
         self.service.segment_everything(
-            s, points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
-            stability_score_thresh=float(stability_score_thresh),
-        )  # fmt: skip
+            s, points_per_side=side, pred_iou_thresh=iou, stability_score_thresh=stability
+        )
         rows = self.service.describe_all(s) if s.auto else []
         return topk.label_all(self.service.osprey, s, rows, vocabulary) if vocabulary else rows
 
@@ -204,42 +248,58 @@ class Endpoints:
         """The ``top_k`` classes of ``vocabulary`` (``coco``, ``lvis``, ``ade20k``,
         ``cityscapes``, ``paco`` or comma-separated names) per mask, each a list of
         {name, prob}; with no mask, one list for the whole image."""
-        if len(masks or []) > MAX_MASK_FILES:
-            raise ServiceError(f"at most {MAX_MASK_FILES} masks per request")
-        if not _number(top_k):
-            raise ServiceError("top_k must be a number")
-        v = topk.user_vocabulary(vocabulary)  # a bad one fails before the image is encoded
-        s = Session()
-        _open(self.service, s, image)
-        for f in masks or []:
-            self.service.add_mask(s, _mask(f))
-        tops = topk.classify(self.service.osprey, s, v, top_k=int(top_k))
+        masks = files(masks, "masks", MAX_MASK_FILES)
+        k = whole(top_k, "top_k", 1, MAX_TOP_K)
+        v = topk.user_vocabulary(text(vocabulary, "vocabulary", 10**6) or "coco")
+        s = self._with_masks(image, masks)
+        tops = topk.classify(self.service.osprey, s, v, top_k=k)
         return [[{"name": n, "prob": p} for n, p in top] for _, top in tops]
+
+    def _with_masks(self, image: Any, masks: list) -> Session:
+        """A new session with ``image`` open and ``masks`` (uploads) as its regions. Every mask's
+        size is read from its header and checked against the image's before anything is
+        decoded; then the masks are decoded one at a time (each kept as RLE)."""
+        data = read_upload(image, "image")
+        width, height = probe_image(data)
+        sources = [read_upload(f, f"mask {i + 1}") for i, f in enumerate(masks)]
+        for i, source in enumerate(sources):
+            _mask(source, i, (height, width), header_only=True)
+        s = Session()
+        self.service.open_image(s, data)
+        for i, source in enumerate(sources):
+            self.service.add_mask(s, _mask(source, i, (s.image.height, s.image.width)))
+        return s
 
     # -- a session over several calls ------------------------------------------------------------
 
     def session_open(self, image: FileData, request: gr.Request) -> dict:
         """Open an image in this client's session (regions and chat start over)."""
+        data = read_upload(image, "image")
         s = self.sessions.get(request.session_hash)
-        handle = _open(self.service, s, image)
+        handle = self.service.open_image(s, data)
         return {"height": handle.height, "width": handle.width}
 
     def session_click(self, x: float, y: float, mode: str, request: gr.Request) -> dict:
         """A click (mode positive, negative or box) on the open image: the current mask as RLE."""
+        x, y = number(x, "x"), number(y, "y")
+        mode = text(mode, "mode", 20) or "positive"
         s = self.sessions.get(request.session_hash)
-        self.service.click(s, float(x), float(y), mode or "positive")
-        mask = s.current_mask()
-        return {"rle": encode_rle(mask) if mask is not None else None, "points": len(s.points)}
+        with self.service.editing(s):
+            self.service.click(s, x, y, mode)
+            mask = s.current_mask()
+            return {"rle": encode_rle(mask) if mask is not None else None, "points": len(s.points)}
 
     def session_add(self, request: gr.Request) -> list[str]:
         """Keep the current mask as the next region; returns the region names."""
         s = self.sessions.get(request.session_hash)
-        self.service.add_region(s)
-        return s.names()
+        with self.service.editing(s):
+            self.service.add_region(s)
+            return s.names()
 
     def session_ask(self, question: str, request: gr.Request) -> str:
         """Ask about the session's regions (or the whole image), streamed; the answer joins the
         session's chat."""
+        question = text(question, "question", 10**6)
         yield from _texts(self.service.ask(self.sessions.get(request.session_hash), question))
 
     def session_export(self, request: gr.Request) -> dict:
@@ -254,9 +314,17 @@ class Endpoints:
         return session is not None
 
 
-def _mask(file: Any):
+def _mask(source: bytes, index: int, size: tuple[int, int], header_only: bool = False) -> Any:
+    """Mask ``index`` (0-based) of a request, checked against the image's (height, width) from
+    its header; then decoded, unless ``header_only``."""
+    what = f"mask {index + 1}"
     try:
-        return load_mask_png(_path(file))
+        if not header_only:
+            return load_mask(source, size, what)
+        width, height = probe_image(source, what)
+        if (height, width) != tuple(size):
+            raise MaskError(f"{what} is {width}x{height}, the image {size[1]}x{size[0]}")
+        return None
     except OspreyError as exc:
         raise ServiceError(f"A mask cannot be used: {exc}") from exc
 

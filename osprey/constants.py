@@ -31,3 +31,8 @@ MODEL_MAX_LENGTH = 2048
 # the paper's evaluation setting (max_new_tokens=1024 in the original's scripts).
 DEFAULT_MAX_NEW_TOKENS = 512
 PAPER_MAX_NEW_TOKENS = 1024
+
+# Limits of one request, the same for the page, the HTTP API and the command lines.
+MAX_POINTS_PER_PROMPT = 64  # clicks (and points) that make one mask
+MAX_MASKS_PER_REQUEST = 50  # masks one request may send; also the regions of one image
+MIN_IMAGE_SIDE = 8  # pixels: a smaller image has nothing for SAM or Osprey to see

@@ -33,6 +33,7 @@ import numpy as np
 
 from osprey import viz
 from osprey.cache import LRUCache
+from osprey.constants import MAX_POINTS_PER_PROMPT
 from osprey.errors import ServiceError
 from osprey.images import ImageHandle
 from osprey.masks import encode_rle
@@ -40,7 +41,7 @@ from osprey.prompting import CLICK_MODES, MaskPrompts, need_image
 from osprey.session import Proposal, Session
 
 MODES = (*CLICK_MODES, "pick")  # what the page may send: clicks, and picks in "everything"
-MAX_CLICKS = 64
+MAX_CLICKS = MAX_POINTS_PER_PROMPT
 DEFAULT_ASSETS = Path(tempfile.gettempdir()) / "osprey-page"
 PRUNED = ("b-", "a-", "e-", "p-")  # generated files (images, maps, embeddings, previews): pruned
 
@@ -80,7 +81,7 @@ def parse_prompt(data: Any, handle: ImageHandle) -> PagePrompt:
             raise ServiceError("The page sent a malformed click; reload the page.")
         x, y = _number(click[0]), _number(click[1])
         if not (0 <= x < handle.width and 0 <= y < handle.height):
-            raise ServiceError(f"The click ({x:.0f}, {y:.0f}) is outside the image.")
+            raise ServiceError(f"The click ({x:g}, {y:g}) is outside the image.")
         checked.append((x, y, click[2]))
     candidate = data.get("candidate", 0)
     if isinstance(candidate, bool) or not isinstance(candidate, int) or not 0 <= candidate < 4:

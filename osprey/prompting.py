@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from osprey.constants import MAX_POINTS_PER_PROMPT
 from osprey.errors import ServiceError
 from osprey.images import ImageHandle, ImageLike
 from osprey.session import Candidate, Proposal, Session
@@ -26,6 +27,8 @@ class Segmenter(Protocol):
     model_type: str
 
     def prepare(self, image: ImageLike) -> np.ndarray: ...
+
+    def check(self, height: int, width: int) -> None: ...
 
     def set_image(self, image: ImageLike) -> str: ...
 
@@ -45,7 +48,22 @@ def need_image(session: Session) -> ImageHandle:
 def _inside(handle: ImageHandle, x: float, y: float) -> None:
     if not (0 <= x < handle.width and 0 <= y < handle.height):
         raise ServiceError(
-            f"The click ({x:.0f}, {y:.0f}) is outside the {handle.width}x{handle.height} image."
+            f"The click ({x:g}, {y:g}) is outside the {handle.width}x{handle.height} image."
+        )
+
+
+def _check_box(handle: ImageHandle, box: Sequence[float]) -> None:
+    """A box [x0, y0, x1, y1] of positive size inside the image (the edges included)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x0 < x1 and y0 < y1):
+        raise ServiceError(
+            f"The box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] needs x0 < x1 and y0 < y1 (its "
+            "top-left corner first)."
+        )
+    if not (x0 >= 0 and y0 >= 0 and x1 <= handle.width and y1 <= handle.height):
+        raise ServiceError(
+            f"The box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is not inside the "
+            f"{handle.width}x{handle.height} image."
         )
 
 
@@ -65,6 +83,11 @@ class MaskPrompts:
         if mode not in CLICK_MODES:
             raise ServiceError(f"Unknown click mode {str(mode)[:20]!r}: use one of {CLICK_MODES}.")
         _inside(need_image(session), x, y)
+        if len(session.points) >= MAX_POINTS_PER_PROMPT:
+            raise ServiceError(
+                f"At most {MAX_POINTS_PER_PROMPT} clicks make one mask: add it as a region or "
+                "clear the clicks."
+            )
         if mode == "box":
             if session.box_corner is None:
                 session.box_corner = (x, y)
@@ -83,12 +106,16 @@ class MaskPrompts:
     ) -> Candidate:  # fmt: skip
         """Set a whole prompt at once (points with labels 1/0, and/or a box), as the API does;
         returns the best candidate."""
-        need_image(session)
+        handle = need_image(session)
         labels = list(labels) if labels is not None else [1] * len(points)
         if len(labels) != len(points):
             raise ServiceError(f"{len(points)} points but {len(labels)} labels")
         if not points and box is None:
             raise ServiceError("Give at least one point or a box.")
+        if len(points) > MAX_POINTS_PER_PROMPT:
+            raise ServiceError(f"at most {MAX_POINTS_PER_PROMPT} points per prompt")
+        if box is not None:
+            _check_box(handle, box)
         session.points = [(float(x), float(y), int(lab)) for (x, y), lab in zip(points, labels)]
         session.box = tuple(float(v) for v in box) if box is not None else None
         session.prediction = None

@@ -124,8 +124,14 @@ def test_describe_limits(client, files):
     image, mask = handle_file(str(files / "ok.png")), handle_file(str(files / "mask.png"))
     cases = [
         ([handle_file(str(files / "text.png"))], "category", "", 0, "A mask cannot be used"),
-        ([handle_file(str(files / "small_mask.png"))], "category", "", 0, "The mask is 10x10"),
-        ([mask], "category", "", 10**6, "max_new_tokens must be between"),
+        (
+            [handle_file(str(files / "small_mask.png"))],
+            "category",
+            "",
+            0,
+            "mask 1 is 10x10, the image 500x375",
+        ),
+        ([mask], "category", "", 10**6, "max_new_tokens must be a whole number from 0 to"),
         ([mask], "", "why " * 600, 0, "at most 2000 characters"),
         ([mask] * 51, "category", "", 0, "at most 50 masks"),
         ([mask], "poem", "", 0, "Unknown task"),
@@ -141,7 +147,7 @@ def test_segment_everything_grid_is_capped(client, files):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError, match="points_per_side must be between 1 and 32"):
+    with pytest.raises(AppError, match="points_per_side must be a whole number from 1 to 32"):
         client.predict(handle_file(str(files / "ok.png")), 1000, 0.0, 0.0, api_name="/describe_all")
 
 

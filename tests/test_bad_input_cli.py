@@ -15,6 +15,7 @@ import app
 from osprey.__main__ import main as osprey_main
 from osprey.options import run
 from sam_bridge.cli import main as sam_main
+from tests.support.data import header_only_png
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,6 +29,9 @@ def files(tmp_path_factory, voc):
     (d / "zero.png").write_bytes(b"")
     (d / "text.png").write_text("this is not an image")
     Image.new("1", (20000, 20000)).save(d / "bomb.png")  # 400 MP, a few KB on disk
+    # A PNG header saying 13370x13370 over garbage pixels: the size is read from the header
+    # alone (decoding it would fail, or take 1.8 GB if it were real).
+    (d / "header_only.png").write_bytes(header_only_png(13370, 13370))
     return d
 
 
@@ -52,7 +56,12 @@ def _describe(files, *extra):
         (["describe", "--tiny", "--image", "missing.png", "--mask", "m.png"], "cannot read image"),
         (["--mask", "missing.png"], "cannot read mask"),
         (["--mask", "text.png"], "cannot read mask"),
-        (["--mask", "small_mask.png"], "mask is 10x10 but the image is 500x375"),
+        (
+            ["--mask", "small_mask.png"],
+            "mask small_mask.png (region 1) is 10x10, the image 500x375",
+        ),
+        (["--mask", "bomb.png"], "mask bomb.png (region 1) is far above the limit"),
+        (["--mask", "header_only.png"], "is 13370x13370, the image 500x375"),
         ([], "describe needs regions: give --mask"),
         (["describe", "--tiny", "--image", "zero.png", "--mask", "mask.png"], "cannot read image"),
         (["describe", "--tiny", "--image", "bomb.png", "--mask", "mask.png"], "above the limit"),

@@ -47,8 +47,8 @@ def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
         ("lvsi", 5, "unknown vocabulary"),
         (str(REPO / "osprey" / "vocab" / "coco.txt"), 5, "unknown vocabulary"),  # no server paths
         ("dog, c\x07at", 5, "control character"),
-        ("coco", 0, "between 1 and 50"),
-        ("coco", 51, "between 1 and 50"),
+        ("coco", 0, "whole number from 1 to 50"),
+        ("coco", 51, "whole number from 1 to 50"),
     ],
 )
 def test_service_bad_input_gets_a_clear_message(tiny_service, voc, vocabulary, top_k, message):
@@ -101,7 +101,7 @@ def test_api_classify_per_mask_and_whole_image(server, tmp_path, voc):
     assert len(whole) == 1 and sum(t["prob"] for t in whole[0]) == pytest.approx(1.0)
     with pytest.raises(AppError, match="unknown vocabulary"):
         client.predict(handle_file(str(img)), files, "/etc/passwd", 5, api_name="/classify")
-    with pytest.raises(AppError, match="between 1 and 50"):
+    with pytest.raises(AppError, match="whole number from 1 to 50"):
         client.predict(handle_file(str(img)), files, "coco", 0, api_name="/classify")
     rows = client.predict(handle_file(str(img)), 4, 0.0, 0.0, "coco", api_name="/describe_all")
     assert rows and {"label", "prob"} <= set(rows[0])

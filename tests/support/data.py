@@ -238,3 +238,21 @@ def write_tree(voc, root: Path) -> dict[str, dict]:
         **img,
     }
     return specs
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width`` x ``height`` and whose pixels are garbage: decoding it
+    fails, so whatever names its size read it from the header alone."""
+    import io
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(out, format="PNG")
+    good = out.getvalue()
+    header = bytearray(good[:33])  # the signature and the IHDR chunk
+    header[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    header[29:33] = zlib.crc32(bytes(header[12:29])).to_bytes(4, "big")
+    return bytes(header) + good[33:60] + b"\0" * 64

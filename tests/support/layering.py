@@ -27,11 +27,12 @@ from pathlib import Path
 
 UTILITIES = [
     "osprey.images", "osprey.masks", "osprey.cache", "osprey.devices", "osprey.options",
-    "osprey.vocabulary", "osprey.priority",
+    "osprey.vocabulary", "osprey.priority", "osprey.memory",
 ]  # fmt: skip
 BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
 APP_LAYER = [
     "osprey.session", "osprey.viz", "osprey.service", "osprey.topk", "osprey.api", "app",
+    "osprey.uploads", "osprey.api_gate",
 ]  # fmt: skip
 INFERENCE = [
     "osprey.features", "osprey.generation", "osprey.engine", "osprey.classify", "osprey.loading",
@@ -52,6 +53,7 @@ FORBIDDEN: dict[str, list[str]] = {
             "osprey.cache",
             "osprey.devices",
             "osprey.priority",
+            "osprey.memory",
         ]
     },
     "osprey.vocabulary": ["osprey.model", "osprey.conversation", *INFERENCE, *APP_LAYER, "torch"],
@@ -108,6 +110,8 @@ GRADIO_USERS = [
     "app",
     "osprey.api",
     "osprey.canvas",  # the canvas is a gr.HTML component (its page: osprey/static/canvas.js)
+    "osprey.uploads",  # Gradio's upload folder: where a visitor's files may come from
+    "osprey.api_gate",  # the API's front gate reads the endpoints' Gradio types
 ]
 # What sam_bridge may use of osprey.
 SAM_ALLOWED = [*BASE, *UTILITIES]
