@@ -12,18 +12,22 @@ else's new image.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from osprey import export, viz
-from osprey.constants import DEFAULT_MAX_NEW_TOKENS
+from osprey.constants import DEFAULT_MAX_NEW_TOKENS, MAX_MASKS_PER_REQUEST, MIN_IMAGE_SIDE
 from osprey.conversation import ContextLengthError
 from osprey.errors import ImageError, ServiceError
 from osprey.generation import Waiting
 from osprey.images import ImageHandle, ImageLike
+from osprey.masks import RleMasks, to_bool_mask
+from osprey.memory import TRIM_PIXELS, give_back_freed_memory
 from osprey.pipeline import Generation, Osprey
 from osprey.priority import ENCODE_NICE, Lane
 from osprey.processor import RegionError
@@ -34,9 +38,8 @@ from osprey.session import (
     Region,
     Session,
     check_label,
-    display_name,
     model_name,
-    to_model_names,
+    model_question,
     to_user_names,
 )
 
@@ -65,7 +68,7 @@ class RegionChat:
 
     def __init__(
         self, osprey: Osprey, sam: Segmenter, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        max_regions: int = 50, detail_tokens: int = DETAIL_TOKENS,
+        max_regions: int = MAX_MASKS_PER_REQUEST, detail_tokens: int = DETAIL_TOKENS,
         everything: dict[str, Any] | None = None, stream_interval: float = STREAM_INTERVAL,
         encode_lane: bool | None = None,
     ):  # fmt: skip
@@ -82,20 +85,26 @@ class RegionChat:
         self.stream_interval = stream_interval
         self._stops: dict[str, threading.Event] = {}
         self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring
+        self._locks = SessionLocks()
+
+    def editing(self, session: Session):
+        """Hold ``session`` for one change (see :class:`SessionLocks`)."""
+        return self._locks.hold(session)
 
     # -- image -------------------------------------------------------------------------------
 
     def open_image(self, session: Session, image: ImageLike | None) -> ImageHandle:
-        """Start over on a new image: encode it once for SAM and once for Osprey."""
-        if image is None:
-            raise ServiceError("Upload an image first.")
-        try:
-            handle = ImageHandle.of(self.sam.prepare(image))
-        except (ImageError, ValueError) as exc:
-            raise ServiceError(f"This image cannot be used: {exc}") from exc
+        """Start over on a new image (encoded once for SAM, once for Osprey): an answer
+        streaming stops, the chat restarts; the session keeps compressed bytes, not pixels."""
+        handle = _intake(self.sam, image)
         run = self._encoder.run if self._encoder else lambda fn: fn()
         run(lambda: (self.sam.set_image(handle), self.osprey.set_image(handle)))
-        session.reset(handle)
+        handle.release()
+        if handle.height * handle.width >= TRIM_PIXELS:
+            give_back_freed_memory()  # the decoded photo's memory, back to the system
+        with self.editing(session):
+            self._end_answer(session)
+            session.reset(handle)
         return handle
 
     def _image(self, session: Session) -> ImageHandle:
@@ -125,8 +134,6 @@ class RegionChat:
     def pick_auto(self, session: Session, x: float, y: float) -> None:
         self.masks.pick_auto(session, x, y)
 
-    # -- prompts -> candidate masks ------------------------------------------------------------
-
     # -- regions -------------------------------------------------------------------------------
 
     def add_region(self, session: Session, source: str = "click") -> Region:
@@ -141,14 +148,15 @@ class RegionChat:
     def add_mask(self, session: Session, mask: np.ndarray, label: str = "") -> Region:
         """Add a region from a mask the user already has (same size as the image)."""
         handle = self._image(session)
-        mask = np.asarray(mask).astype(bool)
+        mask = to_bool_mask(np.asarray(mask))
         if mask.shape != (handle.height, handle.width):
             raise ServiceError(
                 f"The mask is {mask.shape[1]}x{mask.shape[0]}, the image {handle.width}x{handle.height}."
             )
         if not mask.any():
             raise ServiceError("The mask is empty.")
-        return self._new_region(session, mask, "upload", label=_checked_label(label))
+        others = [r.label for r in session.regions]
+        return self._new_region(session, mask, "upload", label=_checked_label(label, others))
 
     def _new_region(
         self, session: Session, mask: np.ndarray, source: str, label: str = ""
@@ -160,26 +168,41 @@ class RegionChat:
         return region
 
     def rename(self, session: Session, index: int, label: str) -> None:
+        """Name a region ("dog"); the name then stands for it in questions. Names are unique
+        (case aside) and cannot be words that questions are made of."""
         self._check_index(session, index)
-        session.set_regions(_replaced(session.regions, index, label=_checked_label(label)))
+        others = [r.label for i, r in enumerate(session.regions) if i != index]
+        label = _checked_label(label, others)
+        session.set_regions(_replaced(session.regions, index, label=label))
 
     def delete(self, session: Session, index: int) -> None:
-        """Remove a region; the ones after it are renumbered, so the chat about them restarts."""
+        """Remove a region; the ones after it are renumbered, so the chat about them restarts
+        (an answer streaming meanwhile stops first)."""
         self._check_index(session, index)
+        self._end_answer(session)
         kept = [r for i, r in enumerate(session.regions) if i != index]
         recoloured = [replace(r, color=viz.color(i)) for i, r in enumerate(kept)]
         session.set_regions(recoloured, keep_chat=False)
 
     def clear_regions(self, session: Session) -> None:
+        self._end_answer(session)
         session.set_regions([], keep_chat=False)
 
     def undo(self, session: Session) -> None:
-        if not session.undo():
+        """Undo the last region edit; when it changes the regions (not only a name), an answer
+        streaming stops and the chat restarts, as after a delete."""
+        if not session.can_undo:
             raise ServiceError("Nothing to undo.")
+        if session.undo_renumbers():
+            self._end_answer(session)
+        session.undo()
 
     def redo(self, session: Session) -> None:
-        if not session.redo():
+        if not session.can_redo:
             raise ServiceError("Nothing to redo.")
+        if session.redo_renumbers():
+            self._end_answer(session)
+        session.redo()
 
     def _check_index(self, session: Session, index: int) -> None:
         if not 0 <= index < len(session.regions):
@@ -210,65 +233,53 @@ class RegionChat:
         for i in indices:
             self._check_index(session, i)
         tokens = self.token_budget(task, max_new_tokens)
-        masks = [session.regions[i].mask for i in indices]
+        asked = [session.regions[i] for i in indices]
+        masks = RleMasks([r.rle for r in asked])
         texts = _user_errors(lambda: self.osprey.describe(handle, masks, task, Generation(tokens)))
-        for i, text in zip(indices, texts):
-            session.update_region(i, **{TASK_FIELDS[task]: text.strip()})
-        return [
-            (display_name(i, session.regions[i].label), t.strip()) for i, t in zip(indices, texts)
-        ]
+        with self.editing(session):  # the regions may have changed while the model answered
+            names = session.record(asked, [{TASK_FIELDS[task]: t.strip()} for t in texts])
+        return [(name, t.strip()) for name, t in zip(names, texts) if name is not None]
 
     def ask(
         self, session: Session, question: str, stop: threading.Event | None = None,
         max_new_tokens: int = 0,
     ) -> Iterator[Reply]:  # fmt: skip
         """Stream the answer to a free question about all regions (by their names or regionK) or,
-        with no region, about the whole image. The exchange joins the chat history at the end.
+        with no region, about the whole image. The exchange joins the chat history at the end,
+        unless the image or the regions changed meanwhile (then the answer is shown, not kept).
         :meth:`stop` (or setting ``stop``, when given) ends it early."""
-        handle = self._image(session)
-        question = question.strip()
-        if not question:
-            raise ServiceError("Type a question.")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise ServiceError(f"A question is at most {MAX_QUESTION_CHARS} characters.")
-        masks = [r.mask for r in session.regions] or None
-        model_q = to_model_names(session.regions, question)
-        if stop is None:
-            stop = self._stops.setdefault(session.id, threading.Event())
-            stop.clear()
+        with self.editing(session):
+            handle = self._image(session)
+            model_q, names = model_question(session.regions, question, MAX_QUESTION_CHARS)
+            masks = session.region_masks() or None
+            history, opened = list(session.history), (session.id, session.revision)
+            if stop is None:
+                stop = self._stops.setdefault(session.id, threading.Event())
+                stop.clear()
+            session.pending = (model_q, "")  # an export taken meanwhile shows the partial turn
         answers = []
         stream = self.osprey.stream(
-            self.osprey.ask, handle, masks, model_q, session.history,
+            self.osprey.ask, handle, masks, model_q, history,
             Generation(self.token_budget("", max_new_tokens)), stop=stop, on_answer=answers.append,
             report_waiting=True, interval=self.stream_interval,
         )  # fmt: skip
-        session.pending = (model_q, "")  # an export taken meanwhile shows the partial turn
-        try:
-            for text in stream:
-                if isinstance(text, Waiting):  # in line for the batching engine
-                    yield Reply("", waiting=text.position)
-                    continue
-                if not answers:  # still streaming
-                    session.pending = (model_q, text)
-                    yield Reply(to_user_names(session.regions, text))
-                    continue
-                # the final, post-processed answer (stream() reported its Answer just before it)
-                session.history, session.pending = [*session.history, (model_q, text)], None
-                yield Reply(to_user_names(session.regions, text), True, _dropped_note(answers[0]))
-        except (RegionError, ContextLengthError) as exc:
-            raise ServiceError(str(exc)) from exc
-        finally:
-            session.pending = None
+        turn = _Turn(session, opened, model_q, names, self.editing)
+        yield from turn.replies(stream, answers)
 
     def stop(self, session: Session) -> None:
         """End the answer streaming for this session (the Stop button)."""
         self._stops.setdefault(session.id, threading.Event()).set()
 
-    def close(self, session: Session) -> None:
-        """The user left (tab closed, session expired): stop its answer, free its data."""
+    def _end_answer(self, session: Session) -> None:
+        """Stop the answer streaming for ``session``'s current image, if any (its event goes:
+        the next question gets a new one)."""
         event = self._stops.pop(session.id, None)
         if event is not None:
             event.set()
+
+    def close(self, session: Session) -> None:
+        """The user left (tab closed, session expired): stop its answer, free its data."""
+        self._end_answer(session)
         session.reset()
         session.id = ""
 
@@ -282,7 +293,7 @@ class RegionChat:
                 "No masks to describe: run 'Segment everything' first (or lower its thresholds)."
             )
         autos = session.auto[:limit]
-        masks = [a.mask for a in autos]
+        masks = RleMasks([a.rle for a in autos])
         gens = Generation(EVERYTHING_CATEGORY_TOKENS), Generation(EVERYTHING_CAPTION_TOKENS)
         cats = _user_errors(lambda: self.osprey.describe(handle, masks, "category", gens[0]))
         caps = _user_errors(lambda: self.osprey.describe(handle, masks, "short", gens[1]))
@@ -291,8 +302,6 @@ class RegionChat:
             {"mask": i + 1, "category": c.strip(), "caption": s.strip(), "area": a.area, "box": list(a.box)}
             for i, (a, c, s) in enumerate(zip(autos, cats, caps))
         ]  # fmt: skip
-
-    # -- export --------------------------------------------------------------------------------
 
     # -- export --------------------------------------------------------------------------------
 
@@ -310,11 +319,47 @@ class RegionChat:
 # helpers
 
 
-def _checked_label(label: str) -> str:
+class SessionLocks:
+    """One lock per session (held weakly: a session that goes away takes its lock with it).
+    Two requests of one visitor (a rename and a delete at the same moment) run one after the
+    other, never interleaved; a streaming answer holds it only to start and to finish."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[Session, threading.RLock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, session: Session) -> Iterator[Session]:
+        with self._lock:
+            lock = self._locks.setdefault(session, threading.RLock())
+        with lock:
+            yield session
+
+
+def _checked_label(label: str, others: Sequence[str] = ()) -> str:
     try:
-        return check_label(label)
+        return check_label(label, others)
     except LabelError as exc:
         raise ServiceError(str(exc)) from exc
+
+
+def _intake(sam: Segmenter, image: ImageLike | None) -> ImageHandle:
+    """An image a user opens, decoded and checked (the app's size limits, then SAM's own)."""
+    if image is None:
+        raise ServiceError("Upload an image first.")
+    try:
+        handle = ImageHandle.of(image)
+        if min(handle.height, handle.width) < MIN_IMAGE_SIDE:
+            raise ImageError(
+                f"image is {handle.width}x{handle.height}: too small (at least "
+                f"{MIN_IMAGE_SIDE} pixels on each side)"
+            )
+        sam.check(handle.height, handle.width)  # SAM's own limits (an extreme aspect ratio)
+    except (ImageError, ValueError) as exc:
+        raise ServiceError(f"This image cannot be used: {exc}") from exc
+    return handle
 
 
 def _encode_lane(osprey: Osprey, sam: Segmenter, wanted: bool | None) -> Lane | None:
@@ -331,6 +376,53 @@ def _user_errors(fn):
         return fn()
     except (RegionError, ContextLengthError) as exc:
         raise ServiceError(str(exc)) from exc
+
+
+CHANGED = (
+    "The image or its regions changed while this answer was written: it is shown, not kept in "
+    "the chat."
+)
+
+
+@dataclass
+class _Turn:
+    """One question's answer as it streams into ``session``'s chat: kept in the history at the
+    end only if the session still shows the image and regions it was asked about (``opened``:
+    its id and region revision then)."""
+
+    session: Session
+    opened: tuple[str, int]
+    question: str  # the model's question
+    note: str  # the names read as regions, for the user
+    editing: Any  # the service's session lock
+
+    @property
+    def current(self) -> bool:
+        return (self.session.id, self.session.revision) == self.opened
+
+    def replies(self, stream: Iterator, answers: list) -> Iterator[Reply]:
+        s = self.session
+        try:
+            for text in stream:
+                if isinstance(text, Waiting):  # in line for the batching engine
+                    yield Reply("", waiting=text.position)
+                elif not answers:  # still streaming
+                    if self.current:
+                        s.pending = (self.question, text)
+                    yield Reply(to_user_names(s.regions if self.current else [], text))
+                else:  # the final answer (stream() reported its Answer just before it)
+                    with self.editing(s):
+                        kept = self.current
+                        if kept:
+                            s.history, s.pending = [*s.history, (self.question, text)], None
+                    notes = [_dropped_note(answers[0]), self.note, "" if kept else CHANGED]
+                    shown = to_user_names(s.regions if kept else [], text)
+                    yield Reply(shown, True, " ".join(n for n in notes if n))
+        except (RegionError, ContextLengthError) as exc:
+            raise ServiceError(str(exc)) from exc
+        finally:
+            if self.current:
+                s.pending = None
 
 
 def _dropped_note(answer) -> str:

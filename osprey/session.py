@@ -14,20 +14,161 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from osprey.errors import OspreyError
+from osprey.errors import OspreyError, ServiceError
 from osprey.images import ImageHandle
-from osprey.masks import decode_rle, encode_rle, rle_area, rle_box
+from osprey.masks import RleMasks, decode_rle, encode_rle, rle_area, rle_box
 
 MAX_UNDO = 50
 MAX_LABEL_LENGTH = 40
 # A name: letters (any script), digits, spaces and a few joiners; starts with a letter or digit.
 _LABEL = re.compile(r"[^\W_][\w .'\-]*", re.UNICODE)
 _RESERVED = re.compile(r"region\s*\d+", re.IGNORECASE)
+_MODEL_NAME = re.compile(r"\bregion(\d+)\b")
+# Words that questions are made of: a region may not be named by one of them alone (articles,
+# prepositions, pronouns, question words, common verbs and conjunctions, and "region" itself).
+COMMON_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "some",
+        "any",
+        "each",
+        "every",
+        "all",
+        "both",
+        "either",
+        "neither",
+        "no",
+        "in",
+        "on",
+        "at",
+        "of",
+        "to",
+        "for",
+        "with",
+        "by",
+        "from",
+        "about",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "above",
+        "below",
+        "between",
+        "among",
+        "near",
+        "behind",
+        "before",
+        "after",
+        "around",
+        "through",
+        "across",
+        "against",
+        "along",
+        "beside",
+        "beyond",
+        "inside",
+        "outside",
+        "within",
+        "without",
+        "up",
+        "down",
+        "off",
+        "out",
+        "than",
+        "as",
+        "like",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "you",
+        "your",
+        "yours",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "hers",
+        "it",
+        "its",
+        "we",
+        "us",
+        "our",
+        "ours",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "myself",
+        "yourself",
+        "itself",
+        "themselves",
+        "one",
+        "ones",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "where",
+        "when",
+        "why",
+        "how",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "done",
+        "have",
+        "has",
+        "had",
+        "can",
+        "could",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "may",
+        "might",
+        "must",
+        "and",
+        "or",
+        "but",
+        "nor",
+        "not",
+        "so",
+        "if",
+        "then",
+        "there",
+        "here",
+        "region",
+        "regions",
+        "image",
+        "picture",
+        "photo",
+    ]
+)
 
 
 class LabelError(OspreyError, ValueError):
@@ -105,9 +246,10 @@ class Region:
 # the session
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
-    """One browser tab (or API client session): everything the user has done on one image."""
+    """One browser tab (or API client session): everything the user has done on one image.
+    Compared by identity (the service keeps a lock per session)."""
 
     image: ImageHandle | None = None
     points: list[tuple[float, float, int]] = field(default_factory=list)  # (x, y, 1 | 0)
@@ -124,9 +266,14 @@ class Session:
     auto_labels: list[str] = field(default_factory=list)
     id: str = ""  # set when an image is opened (unique per opened image and session)
     prompt_serial: int = 0  # counts clear_prompt(): the page drops its own prompt when it changes
+    revision: int = 0  # counts changes that renumber or reshape the regions (not a rename)
 
     def names(self) -> list[str]:
         return [display_name(i, r.label) for i, r in enumerate(self.regions)]
+
+    def region_masks(self) -> RleMasks:
+        """The regions' masks, each decoded when it is read (never all at once)."""
+        return RleMasks([r.rle for r in self.regions])
 
     def current_mask(self) -> np.ndarray | None:
         if self.prediction is None:
@@ -146,15 +293,35 @@ class Session:
     def set_regions(self, regions: list[Region], keep_chat: bool = True) -> None:
         """Replace the region list as one undoable step; ``keep_chat=False`` restarts the chat
         (regions were renumbered, so old answers name the wrong ones)."""
+        if _masks_changed(self.regions, regions) and not _appended(self.regions, regions):
+            self.revision += 1
         self.undo_stack = [*self.undo_stack, self.regions][-MAX_UNDO:]
         self.redo_stack = []
         self.regions = regions
         if not keep_chat:
             self.history = []
 
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.undo_stack)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.redo_stack)
+
+    def undo_renumbers(self) -> bool:
+        """Whether :meth:`undo` would change the regions themselves (not only a name)."""
+        return bool(self.undo_stack) and _masks_changed(self.regions, self.undo_stack[-1])
+
+    def redo_renumbers(self) -> bool:
+        return bool(self.redo_stack) and _masks_changed(self.regions, self.redo_stack[-1])
+
     def undo(self) -> bool:
+        """Step back one region edit. If that changes the regions (not only a name), the chat
+        restarts: its answers may name regions that no longer exist or were renumbered."""
         if not self.undo_stack:
             return False
+        self._step(self.undo_stack[-1])
         self.redo_stack = [*self.redo_stack, self.regions]
         self.regions, self.undo_stack = self.undo_stack[-1], self.undo_stack[:-1]
         return True
@@ -162,15 +329,46 @@ class Session:
     def redo(self) -> bool:
         if not self.redo_stack:
             return False
+        self._step(self.redo_stack[-1])
         self.undo_stack = [*self.undo_stack, self.regions]
         self.regions, self.redo_stack = self.redo_stack[-1], self.redo_stack[:-1]
         return True
+
+    def _step(self, regions: list[Region]) -> None:
+        if _masks_changed(self.regions, regions):
+            self.revision += 1
+            self.history = []
 
     def update_region(self, index: int, **changes: Any) -> None:
         """Change fields of one region in place (answers; not an undo step)."""
         regions = list(self.regions)
         regions[index] = replace(regions[index], **changes)
         self.regions = regions
+
+    def record(self, asked: list[Region], changes: list[dict[str, Any]]) -> list[str | None]:
+        """Keep answers computed for the regions ``asked`` (as they were when asked) on those
+        regions as they are now: found by their masks, so a rename meanwhile keeps them and a
+        region deleted meanwhile gets none. Returns each one's display name now (None: gone)."""
+        regions, names = list(self.regions), []
+        for region, change in zip(asked, changes):
+            i = next(
+                (k for k, r in enumerate(regions) if r.rle["counts"] == region.rle["counts"]), None
+            )
+            if i is not None:
+                regions[i] = replace(regions[i], **change)
+            names.append(None if i is None else display_name(i, regions[i].label))
+        self.regions = regions
+        return names
+
+
+def _masks_changed(old: list[Region], new: list[Region]) -> bool:
+    """Whether two region lists differ in more than names and answers."""
+    return [r.rle["counts"] for r in old] != [r.rle["counts"] for r in new]
+
+
+def _appended(old: list[Region], new: list[Region]) -> bool:
+    """``new`` is ``old`` plus regions at the end (an answer about ``old`` stays true)."""
+    return len(new) >= len(old) and not _masks_changed(old, new[: len(old)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,9 +385,13 @@ def display_name(index: int, label: str = "") -> str:
     return model_name(index) + (f" ({label})" if label else "")
 
 
-def check_label(label: str) -> str:
-    """A region name as typed -> the name to keep; :class:`LabelError` says what is wrong."""
-    label = " ".join(label.split())
+def check_label(label: str, others: Sequence[str] = ()) -> str:
+    """A region name as typed -> the name to keep; :class:`LabelError` says what is wrong.
+
+    ``others``: the names of the image's other regions; a name is unique among them (case
+    aside). A name that is a word questions are made of ("the", "a", "on", "it", "what", ...)
+    is refused: every question holding that word would be read as naming the region."""
+    label = " ".join(str(label).split())
     if not label:
         return ""
     if len(label) > MAX_LABEL_LENGTH:
@@ -201,16 +403,63 @@ def check_label(label: str) -> str:
             "A region name holds letters, digits, spaces and . ' - only, and starts with a "
             "letter or digit."
         )
+    if label.lower() in COMMON_WORDS:
+        raise LabelError(
+            f"'{label}' is a word that questions are made of, so every question holding it "
+            f"would name the region; choose a noun or a phrase instead (e.g. 'red cup')."
+        )
+    if label.lower() in (o.lower() for o in others if o):
+        raise LabelError(f"Another region is already named '{label}'; choose another name.")
     return label
+
+
+def _name_pattern(label: str) -> re.Pattern:
+    """``label`` as whole words, case aside: "dog" matches in "the Dog's bowl", not in "hotdog"."""
+    return re.compile(rf"(?<![\w]){re.escape(label)}(?![\w])", re.IGNORECASE)
+
+
+def recognised_names(regions: list[Region], text: str) -> list[tuple[str, int]]:
+    """The user's region names found in ``text`` as whole words (longest first, as
+    :func:`to_model_names` reads them): (name, region index) pairs, in the regions' order."""
+    found, rest = [], text
+    for i, r in sorted(enumerate(regions), key=lambda p: -len(p[1].label)):
+        if r.label and _name_pattern(r.label).search(rest):
+            found.append((r.label, i))
+            rest = _name_pattern(r.label).sub(" ", rest)
+    return sorted(found, key=lambda p: p[1])
 
 
 def to_model_names(regions: list[Region], text: str) -> str:
     """Replace the user's region names in ``text`` by the model's (``dog`` -> ``region2``),
-    longest names first so that "red car" wins over "car"."""
+    whole words only, longest names first so that "red car" wins over "car"."""
     for i, r in sorted(enumerate(regions), key=lambda p: -len(p[1].label)):
         if r.label:
-            text = re.sub(rf"\b{re.escape(r.label)}\b", model_name(i), text, flags=re.IGNORECASE)
+            text = _name_pattern(r.label).sub(model_name(i), text)
     return text
+
+
+def model_question(regions: list[Region], question: Any, max_chars: int) -> tuple[str, str]:
+    """A user's question -> (the model's question, a note for the user: the names read as
+    regions, and any ``regionK`` it names that the image does not have). :class:`ServiceError`
+    for a question that is not text, empty, or longer than ``max_chars``."""
+    if not isinstance(question, str) or not question.strip():
+        raise ServiceError("Type a question.")
+    question = question.strip()
+    if len(question) > max_chars:
+        raise ServiceError(f"A question is at most {max_chars} characters.")
+    names = recognised_names(regions, question)
+    model_q = to_model_names(regions, question)
+    notes = [f"Read {', '.join(f'{n!r} as {model_name(i)}' for n, i in names)}."] if names else []
+    missing = unknown_regions(model_q, len(regions))
+    if missing:
+        have = ", ".join(display_name(i, r.label) for i, r in enumerate(regions)) or "none yet"
+        notes.append(f"This image has no {missing[0]} (its regions: {have}).")
+    return model_q, " ".join(notes)
+
+
+def unknown_regions(text: str, count: int) -> list[str]:
+    """The ``regionK`` names in a (model's) question that no region has (K > ``count``)."""
+    return [m.group(0) for m in _MODEL_NAME.finditer(text) if not 1 <= int(m.group(1)) <= count]
 
 
 def to_user_names(regions: list[Region], text: str) -> str:

@@ -13,10 +13,11 @@ from typing import Any
 from osprey import vocabulary as vocab
 from osprey.conversation import ContextLengthError
 from osprey.errors import ServiceError
+from osprey.masks import RleMasks
 from osprey.pipeline import Osprey
 from osprey.processor import RegionError
 from osprey.prompting import need_image
-from osprey.session import Session, display_name, model_name
+from osprey.session import Session, model_name
 
 
 def user_vocabulary(spec: str | vocab.Vocabulary | None) -> vocab.Vocabulary:
@@ -37,19 +38,20 @@ def classify(
     Returns (display name, top list) pairs: ``region2 (dog)``, or ``the image``."""
     handle = need_image(session)
     v = user_vocabulary(vocabulary)
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k != int(top_k):
+        raise ServiceError(f"top_k must be a whole number from 1 to {vocab.MAX_TOP_K}.")
     if not 1 <= int(top_k) <= vocab.MAX_TOP_K:
-        raise ServiceError(f"top_k must be between 1 and {vocab.MAX_TOP_K}.")
+        raise ServiceError(f"top_k must be a whole number from 1 to {vocab.MAX_TOP_K}.")
     if not session.regions:
         return [("the image", _run(lambda: osprey.classify(handle, None, v, int(top_k)))[0])]
     indices = list(range(len(session.regions))) if not indices else list(indices)
     for i in indices:
         if not 0 <= i < len(session.regions):
             raise ServiceError(f"There is no {model_name(i)}.")
-    masks = [session.regions[i].mask for i in indices]
-    tops = _run(lambda: osprey.classify(handle, masks, v, int(top_k)))
-    for i, top in zip(indices, tops):
-        session.update_region(i, top=tuple(top), vocabulary=v.name)
-    return [(display_name(i, session.regions[i].label), t) for i, t in zip(indices, tops)]
+    asked = [session.regions[i] for i in indices]
+    tops = _run(lambda: osprey.classify(handle, RleMasks([r.rle for r in asked]), v, int(top_k)))
+    names = session.record(asked, [{"top": tuple(t), "vocabulary": v.name} for t in tops])
+    return [(name, t) for name, t in zip(names, tops) if name is not None]
 
 
 def label_all(
@@ -60,7 +62,7 @@ def label_all(
     the overlay (``3:dog 0.71``)."""
     handle = need_image(session)
     v = user_vocabulary(vocabulary)
-    masks = [session.auto[r["mask"] - 1].mask for r in rows]
+    masks = RleMasks([session.auto[r["mask"] - 1].rle for r in rows])
     tops = _run(lambda: osprey.classify(handle, masks, v, 1)) if masks else []
     for row, ((name, prob),) in zip(rows, tops):
         row.update(label=name, prob=round(prob, 4), vocabulary=v.name)

@@ -113,7 +113,7 @@ def parse_text(text: str) -> Vocabulary:
         raise VocabularyError("the vocabulary must be text")
     if len(text) > MAX_NAMES * (MAX_NAME_CHARS + 2):
         raise VocabularyError(f"the vocabulary text is too long (at most {MAX_NAMES} names)")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.removeprefix("\ufeff").splitlines() if ln.strip()]
     return from_names([name for ln in lines for name in ln.removesuffix(",").split(",")])
 
 
@@ -123,7 +123,9 @@ def read_file(path: str | Path) -> Vocabulary:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise VocabularyError(f"{path}: a vocabulary file is at most {MAX_FILE_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(
+            encoding="utf-8-sig"
+        )  # a byte-order mark (Windows editors) is not a name
     except UnicodeDecodeError as exc:
         raise VocabularyError(f"{path} is not UTF-8 text") from exc
     except OSError as exc:
@@ -161,7 +163,7 @@ def resolve(spec: str | Sequence[str] | Vocabulary, *, files: bool = False) -> V
         return spec
     if not isinstance(spec, str):
         return from_names(spec)
-    key = spec.strip()
+    key = spec.removeprefix("\ufeff").strip()
     if not key:
         raise VocabularyError("the vocabulary is empty: give a built-in name or class names")
     if key.lower() in BUILTIN:
