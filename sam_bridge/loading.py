@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sam_bridge.errors import CheckpointError
-from sam_bridge.names import SAM2_REPOS, family
+from sam_bridge.errors import CheckpointError, SamBridgeError
+from sam_bridge.names import SAM2_REPOS, TINY_SAM1, TINY_SAM2, family
 
 
 def sam2_files(checkpoint: str | Path) -> tuple[Path, Path]:
@@ -76,3 +76,17 @@ def load_model(
     ``download`` is False)."""
     loader = _load_sam2 if family(name) == "sam2" else _load_sam1
     return loader(name, checkpoint, checkpoints_dir, download, progress)
+
+
+def tiny_model(family: str = "sam1", seed: int = 0) -> tuple[Any, str]:
+    """(a tiny random-weight model of ``family``, its model_type): ``sam1`` (segment-anything's
+    structure) or ``sam2`` (transformers' Sam2Model), both with the real 1024-pixel geometry."""
+    if family == "sam2":
+        from sam_bridge.sam2_build import build_tiny_sam2
+
+        return build_tiny_sam2(seed), TINY_SAM2
+    if family == "sam1":
+        from sam_bridge.build import build_tiny_sam
+
+        return build_tiny_sam(seed), TINY_SAM1
+    raise SamBridgeError(f"unknown SAM family {family!r}; use sam1 or sam2")

@@ -25,12 +25,7 @@ from segment_anything.utils.amg import remove_small_regions
 
 from osprey.images import MAX_PIXELS, ImageHandle, ImageLike, image_key, to_rgb
 from osprey.masks import mask_box
-from sam_bridge.build import (
-    build_tiny_sam,
-    resolve_autocast_dtype,
-    resolve_device,
-    store_matmul_weights,
-)
+from sam_bridge.build import resolve_autocast_dtype, resolve_device, store_matmul_weights
 from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
 from sam_bridge.errors import EmptyMaskError, SamBridgeError
 from sam_bridge.family import Family, make_family
@@ -206,12 +201,10 @@ class SamBridge:
         progress: bool = True,
         **kwargs: Any,
     ) -> SamBridge:
-        """A released SAM from ``checkpoint`` or, by default, from ``checkpoints_dir`` (the
-        repository's ``checkpoints/``), downloaded there if missing: ``vit_b`` / ``vit_l`` /
-        ``vit_h`` (a segment-anything ``.pth``), ``sam2.1-tiny`` / ``-small`` / ``-base-plus`` /
-        ``-large`` or a Hub id (a folder with ``config.json`` + ``model.safetensors``, or the
-        safetensors file with its config beside it). Extra keyword arguments (``cache_size``,
-        ``max_pixels``) go to the constructor."""
+        """A released SAM (``vit_b`` / ``vit_l`` / ``vit_h``, ``sam2.1-tiny`` ... ``sam2.1-large``,
+        or a SAM 2 Hub id) from ``checkpoint`` or from ``checkpoints_dir`` (the repository's
+        ``checkpoints/``), downloaded there if missing; see :func:`sam_bridge.loading.load_model`.
+        Extra keyword arguments (``cache_size``, ``max_pixels``) go to the constructor."""
         from sam_bridge.loading import load_model
 
         model, folder = load_model(
@@ -232,14 +225,9 @@ class SamBridge:
     ) -> SamBridge:
         """A tiny random-weight SAM of ``family`` (``sam1`` / ``sam2``; untrained: masks are
         meaningless) for tests and offline work."""
-        if family == "sam2":
-            from sam_bridge.sam2_build import build_tiny_sam2
+        from sam_bridge.loading import tiny_model
 
-            model, name = build_tiny_sam2(seed), TINY_SAM2
-        elif family == "sam1":
-            model, name = build_tiny_sam(seed), TINY_SAM1
-        else:
-            raise SamBridgeError(f"unknown SAM family {family!r}; use sam1 or sam2")
+        model, name = tiny_model(family, seed)
         return cls(model, model_type=name, device=device, dtype=dtype, **kwargs)
 
     @property
