@@ -21,6 +21,11 @@ def sam2_files(checkpoint: str | Path) -> tuple[Path, Path]:
     safetensors file (its config.json beside it)."""
     path = Path(checkpoint)
     folder, weights = (path, path / "model.safetensors") if path.is_dir() else (path.parent, path)
+    if weights.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{weights} is not a .safetensors file: SAM 2 loads its weights from safetensors only "
+            f"(never a pickle); give the checkpoint's folder or its model.safetensors"
+        )
     config = folder / "config.json"
     for needed in (config, weights):
         if not needed.is_file():
@@ -28,8 +33,6 @@ def sam2_files(checkpoint: str | Path) -> tuple[Path, Path]:
                 f"SAM 2 checkpoint {path}: {needed.name} is missing (a SAM 2 checkpoint is a "
                 f"folder with config.json and model.safetensors)"
             )
-    if weights.suffix != ".safetensors":
-        raise CheckpointError(f"{weights} is not a .safetensors file (SAM 2 loads no pickles)")
     return config, weights
 
 
