@@ -27,6 +27,11 @@ SAM2_SIZES = tuple(SAM2_REPOS)
 AUTO = "auto"
 SAM_NAMES = (*SAM2_SIZES, *SAM1_TYPES)
 CHOICES = (AUTO, *SAM_NAMES)  # what --help lists (a Hub repo id is accepted too)
+# What ``auto`` means where no LLM shares the device (``python -m sam_bridge``, the labeller): on
+# a CPU the size whose new image encodes in a few seconds on 2 cores; on a GPU the largest.
+# The app's own rule also weighs the LLM's memory (osprey/hardware.py holds the same names).
+AUTO_CPU = "sam2.1-tiny"
+AUTO_GPU = "sam2.1-large"
 TINY_SAM1 = "tiny"  # model_type of the tiny SAM 1 (kept: tests and the app know it)
 TINY_SAM2 = "sam2.1-tiny-random"  # model_type of the tiny SAM 2
 
@@ -70,3 +75,15 @@ def resolve_choice(sam: str | None, sam_model_type: str | None) -> str:
     if sam_model_type and not sam:
         return check_name(sam_model_type, "--sam-model-type / SAM_MODEL_TYPE")
     return check_name(sam or AUTO, "--sam / OSPREY_SAM")
+
+
+def auto_choice(device_type: str) -> str:
+    """The SAM ``auto`` picks on a device of ``device_type`` (``cpu`` / ``cuda`` / ``mps``) when
+    it has the device to itself: :data:`AUTO_GPU` on CUDA, :data:`AUTO_CPU` elsewhere."""
+    return AUTO_GPU if device_type == "cuda" else AUTO_CPU
+
+
+def tiny_family(name: str) -> str:
+    """The family of the tiny model ``--tiny`` builds for ``--sam name``: SAM 2 for a SAM 2
+    name, SAM 1 otherwise (``--tiny`` alone keeps the tiny SAM 1)."""
+    return "sam2" if name != AUTO and family(name) == "sam2" else "sam1"

@@ -13,8 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
-from transformers import Sam2VideoConfig, Sam2VideoModel
+from transformers import Sam2VideoConfig
 
 from sam_bridge import CheckpointError, SamBridge, SamBridgeError
 from sam_bridge.names import CHOICES, family, is_hub_id, resolve_choice
@@ -27,25 +26,9 @@ from sam_bridge.sam2_build import (
     tiny_sam2_config,
 )
 from sam_bridge.sam2_hub import FILES, ensure_sam2, folder_of
+from tests.support.sam import video_checkpoint
 
 PARTS = ("vision_config", "prompt_encoder_config", "mask_decoder_config")
-
-
-def video_checkpoint(folder: Path, seed: int = 0, edit=None) -> Path:
-    """A tiny SAM 2 saved the way the Hub's releases are: transformers' Sam2VideoModel
-    (model_type sam2_video) as config.json + model.safetensors. ``edit(state)`` may change it."""
-    torch.manual_seed(seed)
-    image = build_tiny_sam2(seed)
-    config = Sam2VideoConfig(**{p: getattr(image.config, p) for p in PARTS})
-    video = Sam2VideoModel(config)
-    state = {k: v.contiguous() for k, v in video.state_dict().items()}
-    state.update({k: v.contiguous() for k, v in image.state_dict().items()})  # the image part
-    if edit is not None:
-        edit(state)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(config.to_dict()))
-    return folder
 
 
 # ---------------------------------------------------------------------------------------------

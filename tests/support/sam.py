@@ -10,14 +10,17 @@ their inputs under different names and shapes; the spies record both the same wa
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+SAM2_PARTS = ("vision_config", "prompt_encoder_config", "mask_decoder_config")
 LOW_RES = 256  # SAM's low-resolution logits (1024 / 4)
 FRAME = 1024  # SAM's input frame
 
@@ -170,3 +173,26 @@ def fake_decoder(monkeypatch, bridge, **options: Any) -> FakeDecoder:
     sam2 = bridge.family.name == "sam2"
     monkeypatch.setattr(bridge.model.mask_decoder, "forward", fake.sam2 if sam2 else fake)
     return fake
+
+
+def video_checkpoint(folder: Path, seed: int = 0, edit=None) -> Path:
+    """A tiny SAM 2 saved the way the Hub's releases are: transformers' Sam2VideoModel
+    (model_type sam2_video) as config.json + model.safetensors. ``edit(state)`` may change it."""
+    from safetensors.torch import save_file
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    from sam_bridge.sam2_build import build_tiny_sam2
+
+    image = build_tiny_sam2(seed)
+    config = Sam2VideoConfig(**{p: getattr(image.config, p) for p in SAM2_PARTS})
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        video = Sam2VideoModel(config)  # its memory parts: random, never used by the image model
+    state = {k: v.contiguous() for k, v in video.state_dict().items()}
+    state.update({k: v.contiguous() for k, v in image.state_dict().items()})  # the image part
+    if edit is not None:
+        edit(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    return folder
