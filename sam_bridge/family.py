@@ -12,6 +12,7 @@ checking, candidates, refinement, precision. SAM 2.1's family is
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch import nn
 from sam_bridge.cache import Embedding
 from sam_bridge.decoder import PromptDecoder
 from sam_bridge.errors import SamBridgeError
+from sam_bridge.onnx_export import PageEmbedding, cached_decoder
 from sam_bridge.prompts import Prompt
 
 Decoded = tuple[
@@ -51,6 +53,13 @@ class Family(Protocol):
         mask_size: tuple[int, int] | None = None,
     ) -> Decoded:  # fmt: skip
         """masks bool (C, H, W) (or ``mask_size``), scores float32 (C,), logits float32 (C, h, w)."""
+
+    def page_embedding(self, emb: Embedding) -> PageEmbedding:
+        """What the page's decoder needs of an image: its maps in float16 and its geometry."""
+
+    def page_decoder(self, model_type: str, directory: Path | None, quantize: bool | None) -> Path:
+        """The prompt encoder + mask decoder as an ONNX file for the page, cached in ``directory``
+        (SamBridgeError, or any exporter error, where it cannot be built)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +100,13 @@ class Sam1Family:
     def decode(self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None,
                multimask: bool, mask_size: tuple[int, int] | None = None) -> Decoded:  # fmt: skip
         return self.decoder(emb, prompt, mask_input, multimask, mask_size)
+
+    def page_embedding(self, emb: Embedding) -> PageEmbedding:
+        features = emb.features.to(torch.float16).cpu().numpy()
+        return PageEmbedding(features, emb.original_size, emb.input_size)
+
+    def page_decoder(self, model_type: str, directory: Path | None, quantize: bool | None) -> Path:
+        return cached_decoder(self.model, model_type, directory, quantize=quantize)
 
 
 def make_family(model: Any, device: torch.device) -> Family:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sam_bridge.checkpoints import DEFAULT_CHECKPOINTS_DIR, checkpoint_path
 from sam_bridge.errors import CheckpointError, SamBridgeError
 from sam_bridge.names import SAM2_REPOS, TINY_SAM1, TINY_SAM2, family
 
@@ -93,3 +94,23 @@ def tiny_model(family: str = "sam1", seed: int = 0) -> tuple[Any, str]:
 
         return build_tiny_sam(seed), TINY_SAM1
     raise SamBridgeError(f"unknown SAM family {family!r}; use sam1 or sam2")
+
+
+def missing_files(
+    name: str, checkpoint: str | Path | None = None, checkpoints_dir: str | Path | None = None
+) -> list[tuple[str, str]]:
+    """What loading ``name`` offline would lack, as ``(what, how to fetch it)`` pairs; empty when
+    everything is in place. Nothing is read or downloaded."""
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        return [] if path.exists() else [(f"SAM {name} ({path})", "the path given does not exist")]
+    root = Path(checkpoints_dir) if checkpoints_dir is not None else DEFAULT_CHECKPOINTS_DIR
+    fetch = f"python -m sam_bridge download --sam {name} --checkpoints {root}"
+    if family(name) == "sam2":
+        from sam_bridge.sam2_hub import FILES, folder_of
+
+        folder = folder_of(name, root)
+        present = all((folder / f).is_file() for f in FILES)
+        return [] if present else [(f"SAM {name} ({folder})", fetch)]
+    path = checkpoint_path(name, root)
+    return [] if path.is_file() else [(f"SAM {name} ({path})", fetch)]

@@ -30,7 +30,7 @@ from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
 from sam_bridge.errors import EmptyMaskError, SamBridgeError
 from sam_bridge.family import Family, make_family
 from sam_bridge.names import TINY_SAM1, TINY_SAM2
-from sam_bridge.onnx_export import PageEmbedding, cached_decoder
+from sam_bridge.onnx_export import PageEmbedding
 from sam_bridge.prompts import BoxLike, PointsLike, make_prompt
 
 if TYPE_CHECKING:
@@ -331,21 +331,18 @@ class SamBridge:
     # the page's decoder ------------------------------------------------------------------------
 
     def page_embedding(self, image: ImageLike | ImageKey) -> PageEmbedding:
-        """The image's embedding (encoded once, cached) in float16 with its geometry: what a page
+        """The image's maps (encoded once, cached) in float16 with its geometry: what a page
         running :meth:`decoder_onnx` needs to decode clicks itself."""
         rgb, key = self._intake(image)
         emb = self._cached(key) if rgb is None else self._embed(rgb, key)
         with torch.inference_mode():
-            features = emb.features.to(torch.float16).cpu().numpy()
-        return PageEmbedding(features, emb.original_size, emb.input_size)
+            return self.family.page_embedding(emb)
 
     def decoder_onnx(self) -> Path:
-        """This model's prompt encoder + mask decoder as ONNX (see :mod:`sam_bridge.onnx_export`),
-        exported on the first call into :attr:`onnx_dir` and reused after."""
+        """This model's prompt encoder + mask decoder as ONNX, exported on the first call into
+        :attr:`onnx_dir` and reused after (SAM 1: :mod:`sam_bridge.onnx_export`)."""
         with self._export_lock:
-            return cached_decoder(
-                self.model, self.model_type, self.onnx_dir, quantize=self.page_int8
-            )
+            return self.family.page_decoder(self.model_type, self.onnx_dir, self.page_int8)
 
     # internals ---------------------------------------------------------------------------------
 

@@ -11,13 +11,17 @@ added, as for a single image) and two high-resolution maps, already projected fo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 from transformers import Sam2Model
 
 from sam_bridge.cache import Embedding
+from sam_bridge.errors import SamBridgeError
 from sam_bridge.family import Decoded
+from sam_bridge.onnx_export import PageEmbedding
 from sam_bridge.prompts import Prompt
 
 IMAGE_SIZE = 1024
@@ -136,6 +140,12 @@ class Sam2Family:
     def upscale(self, low: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(P, C, 256, 256) logits -> (P, C, h, w) logits at ``size``."""
         return F.interpolate(low, size, mode="bilinear", align_corners=False)
+
+    def page_embedding(self, emb: Embedding) -> PageEmbedding:
+        raise SamBridgeError("the page's decoder is not built for SAM 2 yet")
+
+    def page_decoder(self, model_type: str, directory: Path | None, quantize: bool | None) -> Path:
+        raise SamBridgeError("the page's decoder is not built for SAM 2 yet")
 
     def decode(self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None,
                multimask: bool, mask_size: tuple[int, int] | None = None) -> Decoded:  # fmt: skip
