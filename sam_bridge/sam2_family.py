@@ -19,7 +19,6 @@ from torch.nn import functional as F
 from transformers import Sam2Model
 
 from sam_bridge.cache import Embedding
-from sam_bridge.errors import SamBridgeError
 from sam_bridge.family import Decoded
 from sam_bridge.onnx_export import PageEmbedding
 from sam_bridge.prompts import Prompt
@@ -142,10 +141,15 @@ class Sam2Family:
         return F.interpolate(low, size, mode="bilinear", align_corners=False)
 
     def page_embedding(self, emb: Embedding) -> PageEmbedding:
-        raise SamBridgeError("the page's decoder is not built for SAM 2 yet")
+        """The embedding and the two high-resolution maps in float16 (8 MiB at full size)."""
+        maps = [t.to(torch.float16).cpu().numpy() for t in (emb.features, *emb.high_res)]
+        return PageEmbedding(maps[0], emb.original_size, emb.input_size, tuple(maps[1:]))
 
     def page_decoder(self, model_type: str, directory: Path | None, quantize: bool | None) -> Path:
-        raise SamBridgeError("the page's decoder is not built for SAM 2 yet")
+        """:func:`sam_bridge.sam2_onnx.cached_decoder` (exported on the first call)."""
+        from sam_bridge.sam2_onnx import cached_decoder
+
+        return cached_decoder(self.model, model_type, directory, quantize=quantize)
 
     def decode(self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None,
                multimask: bool, mask_size: tuple[int, int] | None = None) -> Decoded:  # fmt: skip

@@ -62,18 +62,42 @@ def test_everything_pick_and_describe_all(service, voc):
     assert len(service.describe_all(s, limit=2)) == min(2, n)
 
 
-def test_the_page_falls_back_to_the_servers_clicks_and_says_so(service, voc, tmp_path, capsys):
-    page = Page(service.masks, Assets(tmp_path))
-    assert page.decoder_url is None
-    assert "clicks will be decoded on the server" in capsys.readouterr().err
+def test_the_page_gets_sam2s_decoder_and_packed_maps(service, voc, tmp_path):
+    from tests.support.page_decoder import unpack_maps
+
+    service.sam.onnx_dir = tmp_path / "onnx"
+    page = Page(service.masks, Assets(tmp_path / "assets"))
+    assert page.decoder_kind == "sam2" and "sam2_" in page.decoder_url
     s = Session()
     service.open_image(s, photo(voc["rgb"], 750, 1000))
     view = page.view(s)
-    assert view["image"]["embedding"] is None and view["image"]["shown"] == [1000, 750]
-    preview = page.preview(s, {"clicks": [[500, 360, "positive"]], "id": 3}).preview
+    assert view["decoder_kind"] == "sam2"
+    image = view["image"]
+    assert image["maps"] == [[1, 32, 64, 64], [1, 4, 256, 256], [1, 8, 128, 128]]
+    assert image["gzip"] and image["input"] == [1024, 1024] and image["shown"] == [1000, 750]
+    data = (tmp_path / "assets" / image["embedding"].split("/")[-1]).read_bytes()
+    expected = service.sam.page_embedding(s.image).maps
+    for got, want in zip(unpack_maps(data, image["maps"]), expected):
+        assert np.array_equal(got, want)
+
+
+def test_a_sam2_export_that_fails_leaves_the_servers_click_path(service, voc, tmp_path, capsys,
+                                                                monkeypatch):  # fmt: skip
+    def broken(*args):
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(service.sam.family, "page_decoder", broken)
+    page = Page(service.masks, Assets(tmp_path))
+    assert page.decoder_url is None
+    err = capsys.readouterr().err
+    assert err.count("clicks will be decoded on the server") == 1 and "exporter crashed" in err
+    s = Session()
+    service.open_image(s, voc["rgb"])
+    assert page.view(s)["image"]["embedding"] is None
+    preview = page.preview(s, {"clicks": [[250, 180, "positive"]], "id": 3}).preview
     assert preview["id"] == 3 and len(preview["scores"]) == 3
-    page.apply(s, {"page": {"clicks": [[500, 360, "positive"], [100, 90, "negative"]]}})
-    assert s.current_mask().shape == (750, 1000)
+    page.apply(s, {"page": {"clicks": [[250, 180, "positive"], [100, 90, "negative"]]}})
+    assert s.current_mask().shape == (375, 500)
 
 
 def test_the_http_api_segments_with_sam2(service, voc, tmp_path):
