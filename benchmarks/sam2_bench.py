@@ -15,7 +15,6 @@ slows them alike: compare the ratios.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import platform
 import statistics
@@ -32,19 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from osprey.images import load_image  # noqa: E402
-from sam_bridge.build import build_sam, resolve_device  # noqa: E402
-from sam_bridge.names import SAM1_TYPES, SAM_NAMES  # noqa: E402
+from osprey.page import pack_maps  # noqa: E402
+from sam_bridge.build import resolve_device  # noqa: E402
+from sam_bridge.loading import random_model  # noqa: E402
+from sam_bridge.names import SAM_NAMES  # noqa: E402
 from sam_bridge.predictor import SamBridge  # noqa: E402
 
 DEFAULT_MODELS = ["vit_b", "sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large"]
-
-
-def build(name: str):
-    if name in SAM1_TYPES:
-        return build_sam(name)
-    from sam_bridge.sam2_build import build_sam2
-
-    return build_sam2(name)
 
 
 def synced(device: torch.device) -> None:
@@ -61,13 +54,12 @@ def timed(fn, device: torch.device) -> float:
 
 
 def page_bytes(bridge: SamBridge, key) -> tuple[int, int]:
-    """(raw, gzip-compressed) bytes of the image's maps in float16: what a page decoding clicks
-    itself needs (SAM 1: the 64x64 embedding; SAM 2: also its two high-resolution maps)."""
-    emb = bridge._cached(key)
-    raw = b"".join(
-        t.to(torch.float16).cpu().numpy().tobytes() for t in (emb.features, *emb.high_res)
-    )
-    return len(raw), len(gzip.compress(raw, compresslevel=6))
+    """(float16, as shipped) bytes of the maps a page decoding clicks itself fetches per new
+    image: SAM 1's 64x64 embedding as it is, SAM 2's three maps packed (osprey.page.pack_maps:
+    bytes split, gzip level 1)."""
+    maps = bridge.page_embedding(key).maps
+    raw = sum(m.nbytes for m in maps)
+    return raw, (len(pack_maps(maps)) if len(maps) > 1 else raw)
 
 
 def variants(image: np.ndarray, n: int) -> list[np.ndarray]:
@@ -80,7 +72,7 @@ def measure(args: argparse.Namespace, image: np.ndarray, device: torch.device) -
     for name in args.models:
         for dtype in args.dtypes:
             print(f"building {name} {dtype} ...", flush=True)
-            bridge = SamBridge(build(name), model_type=name, device=device, dtype=dtype)
+            bridge = SamBridge(random_model(name), model_type=name, device=device, dtype=dtype)
             params = sum(p.numel() for p in bridge.model.parameters())
             bridges[name, dtype] = bridge
             rows[name, dtype] = {"model": name, "dtype": dtype, "params_m": params / 1e6,
@@ -123,7 +115,8 @@ def report(rows: list[dict], device: torch.device, threads: int) -> None:
         "\nencode: set_image of a new 1024x1024 image; vs ViT-B: ViT-B's encode time / this one's;"
     )
     print("click: one point, 3 candidates, masks at the image's size, on the cached embedding;")
-    print("page: the maps a page decoder needs per new image, float16 (raw / gzip level 6).")
+    print("page: the maps a page decoder fetches per new image: float16, and as shipped (SAM 2:")
+    print("bytes split + gzip; SAM 1 as is). Random weights: trained maps compress differently.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

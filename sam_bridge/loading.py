@@ -114,3 +114,15 @@ def missing_files(
         return [] if present else [(f"SAM {name} ({folder})", fetch)]
     path = checkpoint_path(name, root)
     return [] if path.is_file() else [(f"SAM {name} ({path})", fetch)]
+
+
+def random_model(name: str) -> Any:
+    """A released architecture (``vit_b`` ... ``sam2.1-large``) with random weights, in eval mode
+    on CPU: for benchmarks (the time does not depend on the weights) and shape checks."""
+    if family(name) == "sam2":
+        from sam_bridge.sam2_build import build_sam2
+
+        return build_sam2(name)
+    from sam_bridge.build import build_sam
+
+    return build_sam(name)
