@@ -272,6 +272,16 @@ def test_everything_returns_valid_masks_from_one_encoding(monkeypatch, voc):
     assert picked is not None and picked.area <= found[-1].area
 
 
+def test_everything_crops_are_encoded_but_not_cached(monkeypatch, voc):
+    bridge = SamBridge.tiny(family="sam2")
+    encoder = count_encoder(monkeypatch, bridge)
+    fake_decoder(monkeypatch, bridge, radii=(30.0, 60.0, 120.0))
+    found = bridge.everything(voc["rgb"], points_per_side=2, crop_n_layers=1, pred_iou_thresh=0.0,
+                              stability_score_thresh=0.0)  # fmt: skip
+    assert encoder.calls == 5 and bridge.stats.size == 1  # the image and its 4 crops; 1 kept
+    assert found and all(m.rle["size"] == [375, 500] for m in found)
+
+
 def test_everything_thresholds_filter_the_untrained_model(shared, voc):
     kept = shared.everything(voc["rgb"], points_per_side=2, pred_iou_thresh=0.0,
                              stability_score_thresh=0.0)  # fmt: skip
