@@ -29,6 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from osprey.options import env_flag, generation_options, model_options
+from sam_bridge.names import resolve_choice, tiny_family
 
 REPO = Path(__file__).resolve().parent
 LOG = logging.getLogger("osprey.app")
@@ -68,12 +69,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Osprey point-and-describe demo (osprey-open)",
         parents=[model_options(), generation_options()],
     )
-    p.add_argument("--sam-model-type", default=env("SAM_MODEL_TYPE", "vit_b"),
-                   choices=["auto", "vit_b", "vit_l", "vit_h"],
-                   help="SAM size; auto: vit_h where it fits beside a bf16 LLM on a GPU, else "
-                   "vit_b (env SAM_MODEL_TYPE)")  # fmt: skip
+    p.add_argument("--sam", default=env("OSPREY_SAM"), metavar="NAME",
+                   help="auto (default: SAM 2.1 large on a GPU where it fits beside the LLM, SAM "
+                   "2.1 tiny on a CPU), sam2.1-tiny, -small, -base-plus, -large, vit_b, vit_l, "
+                   "vit_h, or the Hub id of a SAM 2 checkpoint (env OSPREY_SAM)")  # fmt: skip
+    p.add_argument("--sam-model-type", default=env("SAM_MODEL_TYPE"), metavar="NAME",
+                   help="the older name of --sam (env SAM_MODEL_TYPE)")  # fmt: skip
     p.add_argument("--sam-checkpoint", default=None,
-                   help="a SAM .pth file (default: downloaded into --checkpoints)")  # fmt: skip
+                   help="SAM weights: a .pth for vit_*, a folder with config.json + "
+                   "model.safetensors for SAM 2 (default: downloaded into --checkpoints)")  # fmt: skip
     p.add_argument("--compile", action="store_true",
                    help="static KV cache + torch.compile'd decode step (CUDA graphs on GPUs; "
                    "compiles at start-up; not on ZeroGPU)")  # fmt: skip
@@ -95,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "one thread; env OSPREY_NO_ISOLATION)")  # fmt: skip
     p.set_defaults(quantize=env("OSPREY_QUANTIZE", "auto"))
     args = p.parse_args(argv)
+    try:
+        args.sam = resolve_choice(args.sam, args.sam_model_type)  # "auto" is decided in _fit
+    except ValueError as exc:
+        p.error(str(exc))
     if args.compile and args.quantize in ("8bit", "4bit"):
         p.error("--compile does not combine with --quantize (bitsandbytes layers do not compile)")
     return args
@@ -108,7 +116,8 @@ def build_service(args: argparse.Namespace):
 
     compile_ = args.compile and not _zero_gpu("--compile is ignored")
     if args.tiny:
-        osp, sam, extra = Osprey.tiny(), SamBridge.tiny(), {"everything": TINY_EVERYTHING}
+        sam = SamBridge.tiny(family=tiny_family(args.sam))  # --tiny alone: the tiny SAM 1
+        osp, extra = Osprey.tiny(), {"everything": TINY_EVERYTHING}
         extra["max_new_tokens"] = min(args.max_new_tokens, 48)
         kv_budget = 256 * 2**20
     else:
@@ -148,7 +157,7 @@ def _fit(args: argparse.Namespace):
     from osprey.devices import resolve_device
     from osprey.hardware import plan
 
-    fit = plan(resolve_device(args.device).type, args.quantize, args.sam_model_type)
+    fit = plan(resolve_device(args.device).type, args.quantize, args.sam)
     print(fit.describe(), file=sys.stderr)
     return fit
 
@@ -638,7 +647,7 @@ def check_options(args: argparse.Namespace) -> None:
     from osprey.errors import CheckpointNotFound
     from osprey.hub import DEFAULT_CHECKPOINTS, check_model_name, missing_downloads
     from osprey.options import checkpoints_dir, model_name
-    from sam_bridge.checkpoints import checkpoint_path
+    from sam_bridge.loading import missing_files
 
     if args.tiny:
         return
@@ -649,20 +658,27 @@ def check_options(args: argparse.Namespace) -> None:
         return
     ckpt = checkpoints_dir(args) or DEFAULT_CHECKPOINTS
     missing = missing_downloads(model_name(args), ckpt)
-    sam = (
-        Path(args.sam_checkpoint)
-        if args.sam_checkpoint
-        else checkpoint_path(args.sam_model_type, ckpt)
-    )
-    if not sam.is_file():
-        fetch = (
-            f"python -m sam_bridge download --model-type {args.sam_model_type} --checkpoints {ckpt}"
-        )
-        missing.append((f"SAM {args.sam_model_type} ({sam})", fetch))
+    missing += missing_files(_planned_sam(args), args.sam_checkpoint, ckpt)
     if missing:
         lines = "\n".join(f"  {what}: {fetch}" for what, fetch in missing)
         raise CheckpointNotFound(f"offline, and these weights are missing (fetch them where the "
                                  f"network is reachable):\n{lines}")  # fmt: skip
+
+
+def _planned_sam(args: argparse.Namespace) -> str:
+    """The SAM ``--sam`` names, ``auto`` decided as :func:`_fit` will (quietly)."""
+    if args.sam != "auto":
+        return args.sam
+    from osprey.devices import resolve_device
+    from osprey.errors import UsageError
+    from osprey.hardware import plan
+    from sam_bridge.names import auto_choice
+
+    device = resolve_device(args.device).type
+    try:
+        return plan(device, args.quantize, "auto").sam_model_type
+    except UsageError:  # nothing fits: said when the models load; the files are what we check
+        return auto_choice(device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,12 +3,13 @@
 SAM's decoder in the page (onnxruntime-web) and with the server fallback (``?decoder=server``).
 Prints numbers; asserts nothing.
 
-Osprey is the tiny model (answers are not timed here). SAM is the tiny one (``--sam tiny``) or the
-full-size ViT-B with random weights (``--sam vit_b``: the real decoder in the page, the real
-encoder on upload; weights do not change the time).
+Osprey is the tiny model (answers are not timed here). SAM is a tiny one (``--sam tiny``, or
+``tiny-sam2`` for SAM 2) or a full-size one with random weights (``--sam vit_b``, ``sam2.1-tiny``,
+...: the real decoder in the page, the real encoder on upload; weights do not change the time).
 
     python benchmarks/browser_bench.py                      # VOC 500x375 and a 4032x3024 photo
     python benchmarks/browser_bench.py --sam vit_b --clicks 10
+    python benchmarks/browser_bench.py --sam sam2.1-tiny --clicks 10
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import app  # noqa: E402
+from sam_bridge.names import SAM_NAMES  # noqa: E402
 from tests.support.browser import (  # noqa: E402
     OVERLAY,
     browser_page,
@@ -163,16 +165,20 @@ def run(url: str, photo: Path, decoder: str, n: int, seed: int) -> dict[str, flo
 def build_service(sam: str, page_int8: bool | None = None):
     from osprey.pipeline import Osprey
     from osprey.service import RegionChat
-    from sam_bridge import SamBridge, build_sam
+    from sam_bridge import SamBridge
+    from sam_bridge.loading import random_model
 
-    bridge = SamBridge.tiny() if sam == "tiny" else SamBridge(build_sam(sam), model_type=sam)
+    if sam in ("tiny", "tiny-sam2"):
+        bridge = SamBridge.tiny(family="sam2" if sam == "tiny-sam2" else "sam1")
+    else:
+        bridge = SamBridge(random_model(sam), model_type=sam)
     bridge.page_int8 = page_int8
     return RegionChat(Osprey.tiny(), bridge, max_new_tokens=8)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sam", default="tiny", choices=["tiny", "vit_b"])
+    p.add_argument("--sam", default="tiny", choices=["tiny", "tiny-sam2", *SAM_NAMES])
     p.add_argument("--clicks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--decoders", nargs="+", default=["page", "server"])
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "--page-decoder",
         choices=["int8", "float32"],
         default=None,
-        help="the page's ONNX decoder (default: 8-bit for ViT-B, float32 for tiny)",
+        help="the page's ONNX decoder (default: 8-bit for full-size SAMs, float32 for tiny)",
     )
     p.add_argument("--photos", nargs="+", default=["500x375", "4032x3024"])
     args = p.parse_args(argv)

@@ -1,11 +1,12 @@
 """How long a visitor waits for the first answer where the app lands: the 7B architecture (random
 weights: speed does not depend on their values) in the form the app picks for the machine, with
-SAM ViT-B beside it, on the CPU by default.
+SAM beside it (ViT-B by default; ``--sam sam2.1-tiny``: what ``auto`` picks on a CPU), on the CPU.
 
     python benchmarks/first_answer.py                      # 8-bit, as on Spaces CPU basic (16 GB)
     python benchmarks/first_answer.py --quantize none      # bf16, as on a 24+ GB CPU machine
     python benchmarks/first_answer.py --tiny               # the tiny model: a quick dry run
     python benchmarks/first_answer.py --rows 8             # also: decoding 8 answers at once
+    python benchmarks/first_answer.py --sam sam2.1-tiny    # the SAM the app picks on a CPU
 
 Measured, one visitor on an idle app: the click (SAM embedding of a new photo, then one decode),
 then the first question on the photo (image features + the whole prompt + the answer), then a
@@ -36,6 +37,7 @@ from run import build_osprey, load_voc, peak_gib, reset_peak  # noqa: E402
 
 from osprey.conversation import task_message  # noqa: E402
 from osprey.generation import Generation  # noqa: E402
+from sam_bridge.names import SAM_NAMES  # noqa: E402
 
 
 def timed_answer(osp, rgb, masks, message: str, max_new_tokens: int):
@@ -63,6 +65,7 @@ def main() -> None:
     ap.add_argument("--decode-tokens", type=int, default=8, help="tokens timed per answer (--rows)")
     ap.add_argument("--kv-gib", type=float, default=0, help="the engine's KV cache (--rows)")
     ap.add_argument("--voc", type=Path, default=None, help="the VOC photo as an .npz (run.py)")
+    ap.add_argument("--sam", default="vit_b", choices=SAM_NAMES, help="full size, random weights")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,15 +74,15 @@ def main() -> None:
     voc = load_voc(args.voc)
     rgb, masks = voc["rgb"], voc["masks"]
 
-    from sam_bridge.build import build_sam
+    from sam_bridge.loading import random_model
     from sam_bridge.predictor import SamBridge
 
     t = time.perf_counter()
     osp = build_osprey(not args.tiny, device, torch.bfloat16, quantize)
-    sam = SamBridge(build_sam("vit_b"), model_type="vit_b", device=device)
+    sam = SamBridge(random_model(args.sam), model_type=args.sam, device=device)
     gc.collect()
     print(f"models built in {time.perf_counter() - t:.0f} s "
-          f"({'tiny' if args.tiny else '7B'}, {args.quantize}, SAM ViT-B), "
+          f"({'tiny' if args.tiny else '7B'}, {args.quantize}, SAM {args.sam}), "
           f"{torch.get_num_threads()} torch threads", flush=True)  # fmt: skip
     reset_peak(device)
 

@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         files = _files(Path(tmp))
         sizes = ", ".join(f"{k} {v.stat().st_size // 1024} KB" for k, v in files.items())
         print(f"files: {sizes}")
-        print("case | idle MB | peak MB (over idle) | held after MB (over idle) | seconds | outcomes")
+        print(
+            "case | idle MB | peak MB (over idle) | held after MB (over idle) | seconds | outcomes"
+        )
         for case in args.cases.split(","):
             proc, url = start_app(["--tiny"])
             try:

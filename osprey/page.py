@@ -17,6 +17,7 @@ clicks, finite coordinates inside the image, known modes.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -123,6 +124,16 @@ def pack_masks(masks: Sequence[np.ndarray]) -> bytes:
     return png.tobytes()
 
 
+def pack_maps(maps: Sequence[np.ndarray]) -> bytes:
+    """SAM 2's float16 maps in one file as its page decoder reads them (osprey/static/
+    sam2_decoder.js): the maps' values in order, their low bytes first, then their high bytes
+    (sign and exponent, which repeat, so gzip finds them), gzip level 1. The tiny Hiera's maps
+    of a photo: 8.0 MiB -> 6.1 MiB in 0.5 s on 2 cores (without the byte split 6.8 MiB)."""
+    half = np.concatenate([np.ascontiguousarray(m, np.float16).reshape(-1) for m in maps])
+    split = half.view(np.uint8).reshape(-1, 2).T  # (2, n): low bytes, high bytes (little-endian)
+    return gzip.compress(np.ascontiguousarray(split).tobytes(), compresslevel=1)
+
+
 def auto_masks(session: Session, size: tuple[int, int]) -> bytes:
     """The "segment everything" masks at display ``size`` as JSON: each mask's COCO RLE
     (column-major, compressed counts) and its area in image pixels (the page picks the smallest
@@ -202,6 +213,8 @@ class Page:
         self._display = LRUCache[np.ndarray](8)  # display-size images by image key
         self._embeddings = LRUCache[dict](64)  # what the page needs to fetch an embedding
         self._previews = LRUCache[tuple](256)  # session id -> (clicks, scratch session)
+        family = getattr(masks.sam, "family", None)  # sam_bridge's SAM 1 / SAM 2
+        self.decoder_kind = getattr(family, "name", "sam1")  # which inputs the decoder takes
         self.decoder_url = self._decoder()
 
     def _decoder(self) -> str | None:
@@ -224,6 +237,7 @@ class Page:
         view = value if isinstance(value, PageView) else PageView(value or Session())
         s = view.session
         out: dict[str, Any] = {"image": None, "decoder": self.decoder_url, "auto": None,
+                               "decoder_kind": self.decoder_kind,
                                "prompt": f"{s.id}:{s.prompt_serial}", "preview": view.preview}  # fmt: skip
         if s.image is None:
             return out
@@ -262,18 +276,24 @@ class Page:
         return self.assets.url(name)
 
     def _embedding(self, handle: ImageHandle) -> dict[str, Any]:
-        """{embedding url, channels, input size}, the file written once per image."""
+        """{embedding url, channels, input size, the maps' shapes}, the file written once per
+        image (SAM 2's three maps packed by :func:`pack_maps`)."""
         export = getattr(self.masks.sam, "page_embedding", None)
         if export is None or self.decoder_url is None:
             return {"embedding": None}
+        sam2 = self.decoder_kind == "sam2"
         model = Path(self.decoder_url).stem  # the decoder names its weights: one file per model
-        name = f"e-{handle.key}-{hashlib.sha1(model.encode()).hexdigest()[:12]}.f16"
+        suffix = ".f16.gz" if sam2 else ".f16"
+        name = f"e-{handle.key}-{hashlib.sha1(model.encode()).hexdigest()[:12]}{suffix}"
         facts = self._embeddings.get(handle.key)
         if facts is None or not self.assets.has(name):
             emb = export(handle)
-            url = self.assets.write(name, np.ascontiguousarray(emb.features).tobytes())
+            maps = getattr(emb, "maps", (emb.features,))
+            data = pack_maps(maps) if sam2 else np.ascontiguousarray(emb.features).tobytes()
+            url = self.assets.write(name, data)
             facts = {"embedding": url, "channels": int(emb.features.shape[1]),
-                     "grid": list(emb.features.shape[2:]), "input": list(emb.input_size)}  # fmt: skip
+                     "grid": list(emb.features.shape[2:]), "input": list(emb.input_size),
+                     "maps": [list(m.shape) for m in maps], "gzip": sam2}  # fmt: skip
             self._embeddings.put(handle.key, facts)
         return facts
 

@@ -81,7 +81,7 @@ class RegionChat:
         self.masks = MaskPrompts(sam)
         self.max_new_tokens, self.detail_tokens = max_new_tokens, detail_tokens
         self.max_regions = max_regions
-        self.untrained = osprey.untrained or getattr(sam, "model_type", "") == "tiny"
+        self.untrained = osprey.untrained or bool(getattr(sam, "untrained", False))
         self.stream_interval = stream_interval
         self._stops: dict[str, threading.Event] = {}
         self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from osprey.options import device_options, run
-from sam_bridge.checkpoints import CHECKPOINTS, MODEL_TYPES, ensure_checkpoint, verify_checkpoint
+from sam_bridge.checkpoints import CHECKPOINTS, ensure_checkpoint, verify_checkpoint
+from sam_bridge.names import (
+    AUTO,
+    CHOICES,
+    SAM1_TYPES,
+    auto_choice,
+    family,
+    resolve_choice,
+    tiny_family,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,6 +31,11 @@ if TYPE_CHECKING:
 TINY_WARNING = (
     "WARNING: --tiny uses a tiny random-weight SAM: untrained, masks are meaningless "
     "(offline development only)"
+)
+SAM_HELP = (
+    f"which SAM: {', '.join(CHOICES)}, or the Hub id (owner/name) of a SAM 2 checkpoint; auto: "
+    f"SAM 2.1 large on a GPU, tiny elsewhere (env OSPREY_SAM; with --tiny a SAM 2 name builds "
+    f"the tiny SAM 2, anything else the tiny SAM 1)"
 )
 
 
@@ -57,7 +72,21 @@ def _box(text: str) -> list[float]:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-type", choices=MODEL_TYPES, default="vit_b")
+    p.add_argument("--sam", default=os.environ.get("OSPREY_SAM") or None, metavar="NAME",
+                   help=SAM_HELP)  # fmt: skip
+    p.add_argument("--model-type", "--sam-model-type", dest="model_type", default=None,
+                   metavar="NAME", help=f"the older name of --sam ({', '.join(SAM1_TYPES)})")  # fmt: skip
+
+
+def _sam_name(args: argparse.Namespace) -> str:
+    """--sam / --model-type resolved; ``auto`` decided by the device (and said on stderr)."""
+    name = resolve_choice(args.sam, args.model_type)
+    if name == AUTO and not args.tiny:
+        from osprey.devices import resolve_device
+
+        name = auto_choice(resolve_device(args.device).type)
+        print(f"SAM auto: {name}", file=sys.stderr)
+    return name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--clean-min-area", type=int, default=0, help="fill holes / drop islands below N px"
     )
     _model_args(seg)
-    seg.add_argument("--checkpoint", type=Path, help="a SAM checkpoint file of --model-type")
+    seg.add_argument("--checkpoint", type=Path, help="weights of --sam: a .pth for vit_b/l/h, "
+                     "a folder with config.json + model.safetensors for SAM 2")  # fmt: skip
     auto = seg.add_argument_group("--everything options")
     auto.add_argument("--points-per-side", type=int, default=16)
     auto.add_argument("--pred-iou-thresh", type=float, default=0.88)
@@ -106,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[device_options()],
     )  # fmt: skip
     _model_args(dl)
-    dl.add_argument("--verify", action="store_true", help="also hash a file that was already there")
+    dl.add_argument("--verify", action="store_true",
+                    help="also check weights that were already there (SAM 1: the whole file's "
+                    "SHA-256; SAM 2: the config and every tensor's name and shape)")  # fmt: skip
     return parser
 
 
@@ -117,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _bridge(args: argparse.Namespace):
     from sam_bridge.predictor import SamBridge
 
+    name = _sam_name(args)
     if args.tiny:
         print(TINY_WARNING, file=sys.stderr)
-        return SamBridge.tiny(device=args.device, dtype=args.dtype)
+        return SamBridge.tiny(device=args.device, dtype=args.dtype, family=tiny_family(name))
     return SamBridge.from_pretrained(
-        args.model_type,
+        name,
         checkpoint=args.checkpoint,
         checkpoints_dir=args.checkpoints,
         device=args.device,
@@ -214,9 +247,20 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    path = ensure_checkpoint(args.model_type, args.checkpoints)
+    name = _sam_name(args)
+    if family(name) == "sam2":
+        from sam_bridge.sam2_hub import ensure_sam2
+
+        folder = ensure_sam2(name, args.checkpoints, download=not args.offline)
+        if args.verify:
+            from sam_bridge.loading import load_model
+
+            load_model(name, folder)  # the config's family and size, every tensor
+        print(folder)
+        return 0
+    path = ensure_checkpoint(name, args.checkpoints, download=not args.offline)
     if args.verify:
-        verify_checkpoint(path, CHECKPOINTS[args.model_type], full=True)
+        verify_checkpoint(path, CHECKPOINTS[name], full=True)
     print(path)
     return 0
 

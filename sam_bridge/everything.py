@@ -1,9 +1,11 @@
 """Segment everything: SAM's automatic mask generator over a grid of points, plus a helper that
 picks the smallest mask under a click.
 
-The generator is segment_anything's own ``SamAutomaticMaskGenerator``; it is handed a predictor
-whose ``set_image`` takes the full image's embedding from the bridge's cache, so "everything" after
-a few clicks (or clicks after "everything") encode the image once. Crops (``crop_n_layers > 0``)
+The generator is segment_anything's own ``SamAutomaticMaskGenerator`` for both families (the same
+grid, thresholds, stability score, NMS and cleaning, so the options mean the same with SAM 2.1);
+it is handed a predictor whose ``set_image`` takes the full image's embedding from the bridge's
+cache, so "everything" after a few clicks (or clicks after "everything") encode the image once.
+SAM 2's predictor decodes the grid with the family's own decoder. Crops (``crop_n_layers > 0``)
 are encoded afresh and not cached, so they never push users' images out of the cache.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +67,50 @@ class _CachedPredictor(SamPredictor):
         self.is_image_set = True
 
 
+class _Sam2GridPredictor:
+    """What the generator asks of its predictor (``set_image``, ``transform``, ``predict_torch``,
+    ``model.mask_threshold``, ``device``), served by a SAM 2 bridge's family and cache."""
+
+    def __init__(self, bridge: SamBridge, full_shape: tuple[int, ...]) -> None:
+        self._bridge = bridge
+        self._full_shape = full_shape
+        self._family = bridge.family
+        self.model = SimpleNamespace(mask_threshold=self._family.mask_threshold)
+        self.transform = self._family.transform
+        self.device = bridge.device
+        self._emb = None
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        self._emb = self._bridge._embed(image, cache=image.shape == self._full_shape)
+
+    def reset_image(self) -> None:
+        self._emb = None
+
+    def predict_torch(
+        self, point_coords: torch.Tensor, point_labels: torch.Tensor, boxes: Any = None,
+        mask_input: Any = None, multimask_output: bool = True, return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """B one-point prompts, (B, 1, 2) in the 1024 frame with labels (B, 1) -> masks (B, C,
+        H, W) at the image's size (logits with ``return_logits``), IoUs (B, C), low-res logits."""
+        prompts = {"input_points": point_coords[None].float(), "input_labels": point_labels[None].int(),
+                   "input_boxes": None, "input_masks": None}  # fmt: skip
+        low, scores = self._family.decode_logits(self._emb, prompts, multimask_output)
+        masks = self._family.upscale(low, self._emb.original_size)
+        return (masks if return_logits else masks > self.model.mask_threshold), scores, low
+
+
+def _frame_of(bridge: SamBridge) -> SimpleNamespace:
+    """segment_anything's generator builds a SamPredictor of its model when it is made, which
+    reads only the input size; it is replaced right after (``_predictor_for``)."""
+    return SimpleNamespace(image_encoder=SimpleNamespace(img_size=bridge.family.transform.size))
+
+
+def _predictor_for(bridge: SamBridge, full_shape: tuple[int, ...]) -> Any:
+    if bridge.family.name == "sam2":
+        return _Sam2GridPredictor(bridge, full_shape)
+    return _CachedPredictor(bridge, full_shape)
+
+
 def _check_options(
     points_per_side: int,
     pred_iou_thresh: float,
@@ -108,7 +155,7 @@ def segment_everything(
     image: ImageLike,
     *,
     points_per_side: int = 16,
-    points_per_batch: int = 64,
+    points_per_batch: int | None = None,
     pred_iou_thresh: float = 0.88,
     stability_score_thresh: float = 0.95,
     min_area: int = 0,
@@ -123,15 +170,18 @@ def segment_everything(
     ``min_mask_region_area``) and masks below it dropped. ``crop_n_layers`` > 0 adds SAM's
     zoomed-in crops (each one an encoder run). Empty masks are never returned. Other users'
     clicks do not wait for it (it holds the encode lock only while a crop is encoded).
+    ``points_per_batch``: grid points decoded together (default: the family's, 64 for SAM 1,
+    16 for SAM 2, whose decoder repeats the image's high-resolution maps per point).
     """
     _check_options(
         points_per_side, pred_iou_thresh, stability_score_thresh, min_area, crop_n_layers
     )
     rgb = bridge.prepare(image)
+    sam1 = bridge.family.name == "sam1"
     generator = SamAutomaticMaskGenerator(
-        bridge.model,
+        bridge.model if sam1 else _frame_of(bridge),
         points_per_side=points_per_side,
-        points_per_batch=points_per_batch,
+        points_per_batch=points_per_batch or bridge.family.points_per_batch,
         pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh,
         box_nms_thresh=box_nms_thresh,
@@ -139,7 +189,7 @@ def segment_everything(
         min_mask_region_area=min_area,
         output_mode="coco_rle",
     )
-    generator.predictor = _CachedPredictor(bridge, rgb.shape)
+    generator.predictor = _predictor_for(bridge, rgb.shape)
     with torch.inference_mode():
         records = generator.generate(rgb)
     masks = [m for m in map(_auto_mask, records) if m is not None and m.area >= min_area]

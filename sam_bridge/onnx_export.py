@@ -58,7 +58,14 @@ class PageEmbedding:
 
     features: np.ndarray  # float16 (1, C, 64, 64): SAM's image embedding
     original_size: tuple[int, int]  # (H, W) of the image
-    input_size: tuple[int, int]  # (h, w) after ResizeLongestSide (long side 1024)
+    input_size: tuple[int, int]  # (h, w) in SAM's 1024 frame (SAM 2: always (1024, 1024))
+    # SAM 2's high-resolution maps, float16 (1, C/8, 256, 256) and (1, C/4, 128, 128); SAM 1: none
+    high_res: tuple[np.ndarray, ...] = ()
+
+    @property
+    def maps(self) -> tuple[np.ndarray, ...]:
+        """Every map the page's decoder reads, embedding first."""
+        return (self.features, *self.high_res)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """SamBridge: set an image once, then answer any number of clicks and boxes from its cached embedding.
 
-A thin layer over segment_anything: ``SamPredictor`` encodes each image once (the embedding is
-cached by image content, LRU, shared by every user, together with the image's geometry); a click
-runs only SAM's prompt encoder, mask decoder and mask upscaling on the cached features of the image
-it is about. SamPredictor's single "current image" is never relied on between calls, so users
-can alternate images freely.
+One interface over two families of SAM (:mod:`sam_bridge.family`): SAM 1 (segment-anything's
+ViT-B/L/H) and SAM 2.1 (transformers' ``Sam2Model``, tiny to large). Each image is encoded once
+(the embedding is cached by image content, LRU, shared by every user, together with the image's
+geometry); a click runs only the family's prompt encoder and mask decoder on the cached features
+of the image it is about, so users can alternate images freely.
 
 Coordinates in and out are the image's own pixels (see :mod:`sam_bridge.prompts`); masks are
 boolean (H, W) arrays of the image given.
@@ -21,35 +21,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
-from segment_anything import SamPredictor
-from segment_anything.modeling import Sam
 from segment_anything.utils.amg import remove_small_regions
-from segment_anything.utils.transforms import ResizeLongestSide
 
 from osprey.images import MAX_PIXELS, ImageHandle, ImageLike, check_size, image_key, to_rgb
 from osprey.masks import mask_box
-from sam_bridge.build import (
-    build_sam,
-    build_tiny_sam,
-    resolve_autocast_dtype,
-    resolve_device,
-    store_matmul_weights,
-)
+from sam_bridge.build import resolve_autocast_dtype, resolve_device, store_matmul_weights
 from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
-from sam_bridge.checkpoints import ensure_checkpoint
-from sam_bridge.decoder import PromptDecoder
-from sam_bridge.errors import CheckpointError, EmptyMaskError, SamBridgeError
-from sam_bridge.onnx_export import PageEmbedding, cached_decoder
+from sam_bridge.errors import EmptyMaskError, SamBridgeError
+from sam_bridge.family import Family, make_family
+from sam_bridge.names import TINY_SAM1, TINY_SAM2
+from sam_bridge.onnx_export import PageEmbedding
 from sam_bridge.prompts import BoxLike, PointsLike, make_prompt
 
 if TYPE_CHECKING:
     from sam_bridge.everything import AutoMask
 
 DEFAULT_CACHE_SIZE = 8
-# An embedding is (1, 256, 64, 64) float32 = 4 MiB for every SAM size; the cache holds at most
-# this many bytes whatever the entry count.
-DEFAULT_CACHE_BYTES = 64 * 2**20
+# SAM 1's embedding is (1, 256, 64, 64) float32 = 4 MiB for every size, SAM 2's adds its two
+# high-resolution maps (12 MiB more); the cache holds at most this many bytes (by default: 8
+# images of either) whatever the entry count.
+DEFAULT_CACHE_BYTES = {"sam1": 64 * 2**20, "sam2": 128 * 2**20}
 
 
 class ImageKey(str):
@@ -148,10 +139,11 @@ def _previous_logits(previous: Any, key: ImageKey, shape: tuple[int, int]) -> np
 
 def _intake(
     image: ImageLike | ImageKey, prepare: Callable[[ImageLike], np.ndarray]
-) -> tuple[Callable[[], np.ndarray] | None, ImageKey, tuple[int, int] | None]:
-    """(pixels, key, (H, W)) of an image: ``pixels()`` gives the RGB ``prepare`` makes of it
-    and is called only when its embedding is not cached (a handle's pixels may have to be
-    decoded again from its compressed source). A bare key gives (None, key, None)."""
+) -> tuple[Callable[[], np.ndarray | ImageHandle] | None, ImageKey, tuple[int, int] | None]:
+    """(pixels, key, (H, W)) of an image: ``pixels()`` gives what the family encodes (the RGB
+    ``prepare`` makes of it, or a handle, which the family resizes from its PIL image) and is
+    called only when the embedding is not cached (a handle's pixels may have to be decoded
+    again from its compressed source). A bare key gives (None, key, None)."""
     if isinstance(image, ImageKey):
         return None, image, None
     if isinstance(image, ImageHandle):  # already normalised, checked and hashed
@@ -160,22 +152,8 @@ def _intake(
     return (lambda: rgb), ImageKey(image_key(rgb)), rgb.shape[:2]
 
 
-def _set_image(predictor: SamPredictor, image: np.ndarray | ImageHandle) -> None:
-    """``SamPredictor.set_image`` for an array or a handle; a handle's PIL image is resized
-    directly, as SAM's ``ResizeLongestSide`` resizes (PIL bilinear, long side 1024), with no
-    full-size array copy on the way."""
-    if not isinstance(image, ImageHandle):
-        predictor.set_image(image)
-        return
-    size = predictor.transform.target_length
-    h, w = ResizeLongestSide.get_preprocess_shape(image.height, image.width, size)
-    small = np.array(image.pil.resize((w, h), Image.BILINEAR))  # writable, as torch wants
-    pixels = torch.as_tensor(small, device=predictor.device).permute(2, 0, 1).contiguous()[None]
-    predictor.set_torch_image(pixels, (image.height, image.width))
-
-
 def _embedding_bytes(emb: Embedding) -> int:
-    return emb.features.numel() * emb.features.element_size()
+    return emb.nbytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,19 +165,20 @@ class SamBridge:
 
     Thread-safe: the image encoder runs for one image at a time, and clicks on encoded images
     decode at any time, beside an encoder run and each other (the prompt encoder and mask
-    decoder keep no state). Build with :meth:`from_pretrained` or :meth:`tiny`.
+    decoder keep no state). Build with :meth:`from_pretrained` or :meth:`tiny`; ``model`` is
+    segment-anything's ``Sam`` or transformers' ``Sam2Model`` (:mod:`sam_bridge.family`).
     """
 
     def __init__(
         self,
-        model: Sam,
+        model: Any,
         *,
         model_type: str = "custom",
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         max_pixels: int = MAX_PIXELS,
-        max_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_cache_bytes: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
         # Autocast covers the image encoder only; the decoder is cheap and runs in float32. The
@@ -207,19 +186,19 @@ class SamBridge:
         # memory): the model passed in is changed in place.
         self.autocast_dtype = resolve_autocast_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
+        self.family: Family = make_family(self.model, self.device)
         if self.autocast_dtype is not None:
-            store_matmul_weights(self.model.image_encoder, self.autocast_dtype)
+            store_matmul_weights(self.family.encoder, self.autocast_dtype)
         self.model_type = model_type
         self.max_pixels = max_pixels
-        self._predictor = SamPredictor(self.model)
-        self._cache = EmbeddingCache(cache_size, max_cache_bytes, _embedding_bytes)
-        # The cache's lock (lookups only); one encoder run at a time (SamPredictor's state, and
-        # the peak memory); a click takes neither for longer than a lookup.
+        budget = max_cache_bytes or DEFAULT_CACHE_BYTES[self.family.name]
+        self._cache = EmbeddingCache(cache_size, budget, _embedding_bytes)
+        # The cache's lock (lookups only); one encoder run at a time (the family's encoder
+        # state, and the peak memory); a click takes neither for longer than a lookup.
         self._cache_lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self._export_lock = threading.Lock()
         self._encodes = 0
-        self._decoder = PromptDecoder(self.model, self._predictor.transform, self.device)
         self.onnx_dir: Path | None = None  # None: a folder in the temp dir
         self.page_int8: bool | None = None  # the page's decoder in 8 bits (None: unless tiny)
 
@@ -237,20 +216,17 @@ class SamBridge:
         progress: bool = True,
         **kwargs: Any,
     ) -> SamBridge:
-        """A released SAM (``vit_b`` / ``vit_l`` / ``vit_h``) from ``checkpoint`` or, by default,
-        from ``checkpoints_dir`` (the repository's ``checkpoints/``), downloaded there if missing.
+        """A released SAM (``vit_b`` / ``vit_l`` / ``vit_h``, ``sam2.1-tiny`` ... ``sam2.1-large``,
+        or a SAM 2 Hub id) from ``checkpoint`` or from ``checkpoints_dir`` (the repository's
+        ``checkpoints/``), downloaded there if missing; see :func:`sam_bridge.loading.load_model`.
         Extra keyword arguments (``cache_size``, ``max_pixels``) go to the constructor."""
-        if checkpoint is not None:
-            path = Path(checkpoint)
-            if not path.is_file():
-                raise CheckpointError(f"checkpoint {path} does not exist")
-        else:
-            path = ensure_checkpoint(
-                model_type, checkpoints_dir, download=download, progress=progress
-            )
-        model = build_sam(model_type, path)
+        from sam_bridge.loading import load_model
+
+        model, folder = load_model(
+            model_type, checkpoint, checkpoints_dir, download=download, progress=progress
+        )
         bridge = cls(model, model_type=model_type, device=device, dtype=dtype, **kwargs)
-        bridge.onnx_dir = path.parent  # the page's ONNX decoder is cached next to the checkpoint
+        bridge.onnx_dir = folder  # the page's ONNX decoder is cached next to the checkpoint
         return bridge
 
     @classmethod
@@ -259,10 +235,20 @@ class SamBridge:
         seed: int = 0,
         device: str | torch.device | None = "cpu",
         dtype: str | torch.dtype | None = None,
+        family: str = "sam1",
         **kwargs: Any,
     ) -> SamBridge:
-        """A tiny random-weight SAM (untrained: masks are meaningless) for tests and offline work."""
-        return cls(build_tiny_sam(seed), model_type="tiny", device=device, dtype=dtype, **kwargs)
+        """A tiny random-weight SAM of ``family`` (``sam1`` / ``sam2``; untrained: masks are
+        meaningless) for tests and offline work."""
+        from sam_bridge.loading import tiny_model
+
+        model, name = tiny_model(family, seed)
+        return cls(model, model_type=name, device=device, dtype=dtype, **kwargs)
+
+    @property
+    def untrained(self) -> bool:
+        """True for the tiny random-weight models."""
+        return self.model_type in (TINY_SAM1, TINY_SAM2)
 
     # state -------------------------------------------------------------------------------------
 
@@ -275,8 +261,8 @@ class SamBridge:
 
     @property
     def logits_size(self) -> tuple[int, int]:
-        """(h, w) of the low-resolution logits (256, 256 for SAM)."""
-        return tuple(self.model.prompt_encoder.mask_input_size)
+        """(h, w) of the low-resolution logits (256, 256 for both families)."""
+        return self.family.logits_size
 
     def clear_cache(self) -> None:
         with self._cache_lock:
@@ -294,14 +280,9 @@ class SamBridge:
     def check(self, height: int, width: int) -> None:
         """Refuse an image size SAM cannot take: above ``max_pixels`` (default
         :data:`osprey.images.MAX_PIXELS`; SAM sees 1024 pixels on the long side, but every click
-        returns three full-size masks), or so thin that its short side would vanish."""
+        returns three full-size masks), or one its family cannot frame."""
         check_size(height, width, self.max_pixels)
-        size = self.model.image_encoder.img_size
-        if min(ResizeLongestSide.get_preprocess_shape(height, width, size)) < 1:
-            raise SamBridgeError(
-                f"image is {width}x{height}: scaled to {size} pixels on the long side its short "
-                "side would vanish; pad or crop it to a less extreme aspect ratio"
-            )
+        self.family.check_size(height, width)
 
     def set_image(self, image: ImageLike) -> ImageKey:
         """Encode ``image`` (or find it in the cache) and return its key for later predictions."""
@@ -348,7 +329,9 @@ class SamBridge:
             multimask = prompt.num_points == 1 and prompt.box is None and mask_input is None
         emb = emb if emb is not None else self._embed(pixels, key)
         with torch.inference_mode():
-            masks, scores, logits = self._decoder(emb, prompt, mask_input, multimask, mask_size)
+            masks, scores, logits = self.family.decode(
+                emb, prompt, mask_input, multimask, mask_size
+            )
         order = np.argsort(-scores, kind="stable")
         candidates = tuple(
             _candidate(masks[i], scores[i], logits[i], key, clean_min_area) for i in order
@@ -365,21 +348,18 @@ class SamBridge:
     # the page's decoder ------------------------------------------------------------------------
 
     def page_embedding(self, image: ImageLike | ImageKey) -> PageEmbedding:
-        """The image's embedding (encoded once, cached) in float16 with its geometry: what a page
+        """The image's maps (encoded once, cached) in float16 with its geometry: what a page
         running :meth:`decoder_onnx` needs to decode clicks itself."""
         pixels, key, _ = _intake(image, self.prepare)
         emb = self._cached(key) if pixels is None else self._embed(pixels, key)
         with torch.inference_mode():
-            features = emb.features.to(torch.float16).cpu().numpy()
-        return PageEmbedding(features, emb.original_size, emb.input_size)
+            return self.family.page_embedding(emb)
 
     def decoder_onnx(self) -> Path:
-        """This model's prompt encoder + mask decoder as ONNX (see :mod:`sam_bridge.onnx_export`),
-        exported on the first call into :attr:`onnx_dir` and reused after."""
+        """This model's prompt encoder + mask decoder as ONNX, exported on the first call into
+        :attr:`onnx_dir` and reused after (SAM 1: :mod:`sam_bridge.onnx_export`)."""
         with self._export_lock:
-            return cached_decoder(
-                self.model, self.model_type, self.onnx_dir, quantize=self.page_int8
-            )
+            return self.family.page_decoder(self.model_type, self.onnx_dir, self.page_int8)
 
     # internals ---------------------------------------------------------------------------------
 
@@ -394,11 +374,12 @@ class SamBridge:
         return emb
 
     def _embed(
-        self, rgb: np.ndarray | Callable[[], np.ndarray], key: ImageKey | None = None,
-        cache: bool = True,
+        self, rgb: np.ndarray | Callable[[], np.ndarray | ImageHandle],
+        key: ImageKey | None = None, cache: bool = True,
     ) -> Embedding:  # fmt: skip
-        """The embedding of ``rgb`` (an array, or a function giving it, called only to encode):
-        cached, or encoded (and cached if asked) once however many threads ask."""
+        """The embedding of ``rgb`` (an array, or a function giving an array or a handle, called
+        only to encode): cached, or encoded (and cached if asked) once however many threads
+        ask."""
         pixels = rgb if callable(rgb) else (lambda: rgb)
         if not cache:
             with self._encode_lock:
@@ -424,9 +405,6 @@ class SamBridge:
         dtype = self.autocast_dtype
         autocast = nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
         with torch.inference_mode(), autocast:
-            _set_image(self._predictor, rgb)
-        p = self._predictor
-        emb = Embedding(p.features.float(), tuple(p.original_size), tuple(p.input_size))
-        p.reset_image()
+            emb = self.family.encode(rgb)
         self._encodes += 1
         return emb

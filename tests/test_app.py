@@ -56,8 +56,9 @@ def test_offline_without_weights_stops_with_one_clear_message(tmp_path):
     )
     assert out.returncode == 1
     assert "error:" in out.stderr and "download" in out.stderr and "Traceback" not in out.stderr
-    # every missing file in the one message: the Osprey model and SAM
-    assert "osprey-7b" in out.stderr and "sam_vit_b_01ec64.pth" in out.stderr
+    # every missing file in the one message: the Osprey model and SAM (auto on a CPU: SAM 2.1 tiny)
+    assert "osprey-7b" in out.stderr and "sam2.1-hiera-tiny" in out.stderr
+    assert "python -m sam_bridge download --sam sam2.1-tiny" in out.stderr
 
 
 def test_spaces_front_matter_matches_the_pins():
@@ -152,11 +153,12 @@ def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
 @pytest.mark.parametrize(
     "free_gib, device, form, sam",
     [
-        (24.0, "cpu", None, "vit_b"),  # this development machine: bf16
-        (15.5, "cpu", "8bit", "vit_b"),  # Spaces CPU basic (16 GB)
-        (11.5, "cpu", "4bit", "vit_b"),
-        (15.0, "cuda", "8bit", "vit_b"),  # a T4
-        (79.0, "cuda", None, "vit_h"),  # an A100 80 GB with --sam-model-type auto
+        (24.0, "cpu", None, "sam2.1-tiny"),  # this development machine: bf16
+        (15.5, "cpu", "8bit", "sam2.1-tiny"),  # Spaces CPU basic (16 GB)
+        (11.5, "cpu", "4bit", "sam2.1-tiny"),
+        (15.0, "cuda", "8bit", "sam2.1-large"),  # a T4
+        (16.4, "cuda", None, "sam2.1-base-plus"),  # bf16 fits, the large SAM beside it does not
+        (79.0, "cuda", None, "sam2.1-large"),  # an A100 80 GB
     ],
 )
 def test_the_app_picks_what_fits(free_gib, device, form, sam):
@@ -164,6 +166,31 @@ def test_the_app_picks_what_fits(free_gib, device, form, sam):
 
     fit = plan(device, "auto", "auto", available=free_gib)
     assert (fit.quantize, fit.sam_model_type) == (form, sam) and fit.peak_gib < free_gib
+
+
+def test_a_fixed_sam_is_kept_and_checked():
+    from osprey.hardware import plan
+
+    assert plan("cuda", "auto", "vit_h", available=79.0).sam_model_type == "vit_h"
+    assert plan("cpu", "auto", "vit_b", available=24.0).sam_model_type == "vit_b"
+    hub = plan("cuda", "auto", "someone/sam2-finetune", available=18.0)  # counted as ViT-H
+    assert (hub.quantize, hub.sam_model_type) == ("8bit", "someone/sam2-finetune")
+
+
+def test_sam_options_resolve_once_and_unknown_ones_are_usage_errors(capsys, monkeypatch):
+    monkeypatch.delenv("OSPREY_SAM", raising=False)
+    monkeypatch.delenv("SAM_MODEL_TYPE", raising=False)
+    assert app.parse_args([]).sam == "auto"
+    assert app.parse_args(["--sam", "sam2.1-small"]).sam == "sam2.1-small"
+    assert app.parse_args(["--sam-model-type", "vit_l"]).sam == "vit_l"
+    monkeypatch.setenv("OSPREY_SAM", "sam2.1-base-plus")
+    assert app.parse_args([]).sam == "sam2.1-base-plus"
+    for bad in (["--sam", "sam3"], ["--sam", "vit_b", "--sam-model-type", "vit_h"]):
+        with pytest.raises(SystemExit) as info:
+            app.parse_args(bad)
+        assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown SAM 'sam3'" in err and "disagree" in err
 
 
 def test_nothing_fits_is_one_clear_line():

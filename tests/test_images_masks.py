@@ -135,12 +135,14 @@ def test_sam_and_osprey_read_a_handle_as_they_read_its_array(voc):
     data = _encoded(voc["rgb"], "JPEG", quality=90)
     rgb, handle = load_image(data), ImageHandle.of(data)
     assert torch.equal(preprocess_image(handle), preprocess_image(rgb))
-    bridge = SamBridge.tiny()
-    from_handle = bridge._embed(lambda: handle, cache=False)
-    from_array = bridge._embed(rgb, cache=False)
-    assert torch.equal(from_handle.features, from_array.features)
-    assert from_handle.input_size == from_array.input_size
-    assert from_handle.original_size == from_array.original_size
+    for family in ("sam1", "sam2"):
+        bridge = SamBridge.tiny(family=family)
+        from_handle = bridge._embed(lambda: handle, cache=False)
+        from_array = bridge._embed(rgb, cache=False)
+        assert torch.equal(from_handle.features, from_array.features), family
+        assert all(map(torch.equal, from_handle.high_res, from_array.high_res)), family
+        assert from_handle.input_size == from_array.input_size
+        assert from_handle.original_size == from_array.original_size
 
 
 def test_rle_masks_give_the_same_logits_as_arrays(tiny_osprey, voc):

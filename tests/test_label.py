@@ -210,6 +210,31 @@ def test_cli_tasks_and_limit(tmp_path, photos):
     assert data["categories"] == [{"id": 1, "name": "region"}]
 
 
+def test_the_tiny_sam2_labels_through_the_cli_and_settings_keep_the_choice(tmp_path, photos):
+    from osprey.label.cli import build_parser, settings_from
+
+    out = tmp_path / "labels.json"
+    argv = [str(photos), "--out", str(out), *TINY_FLAGS, "--tasks", "category", "--limit", "2"]
+    assert main([*argv, "--sam", "sam2.1-tiny"]) == 0
+    data = json.loads(out.read_text())
+    assert data["annotations"] and all(a["area"] > 0 for a in data["annotations"])
+    settings = settings_from(build_parser().parse_args([*argv, "--sam", "sam2.1-tiny"]))
+    assert settings.sam_model_type == "sam2.1-tiny"
+    assert settings.fingerprint()["sam"][0] == "sam2.1-tiny"  # another SAM does not resume
+    assert settings_from(build_parser().parse_args(argv)).sam_model_type == "auto"
+    labeller = Labeller.load(settings)
+    assert labeller.sam.family.name == "sam2" and labeller.sam.untrained
+
+
+def test_an_unknown_sam_is_one_line_before_any_work(tmp_path, photos, capsys):
+    from osprey.options import run
+
+    out = str(tmp_path / "labels.json")
+    assert run(main, [str(photos), "--out", out, "--tiny", "--sam", "sam9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown SAM 'sam9'") and err.count("\n") == 1
+
+
 def test_vocab_gives_each_region_its_top_k_and_the_categories(tmp_path, photos, tiny_osprey):
     """--vocab: every region gets its top-k classes (the model's own probabilities), the
     categories are the vocabulary's classes in order, and a region is filed under its top-1."""

@@ -65,7 +65,7 @@ def test_models_that_cannot_load_stop_the_run_with_one_message(local_ray, photos
     settings = LabelSettings(model="osprey-7b", offline=True, checkpoints=str(tmp_path))
     backend = RayBackend(settings, actors=1)
     with pytest.raises(
-        OspreyError, match=r"a Ray actor could not load the models: sam_vit_b_01ec64.pth is not in "
-    ):
+        OspreyError, match=r"a Ray actor could not load the models: SAM sam2\.1-tiny is not in "
+    ):  # the SAM `auto` picks on a CPU worker, offline
         label_dataset(list_images(photos), settings, tmp_path / "out.json", backend, progress=False)
     assert not (tmp_path / "out.json").exists()

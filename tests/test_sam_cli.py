@@ -145,9 +145,55 @@ def test_missing_checkpoint_without_download_explains_where_to_put_it(tmp_path, 
         "--checkpoints-dir",
         str(tmp_path),
     ]
-    assert main([*args, "--no-download", "--out", str(tmp_path / "o")]) == 1
+    args += ["--no-download", "--out", str(tmp_path / "o")]
+    assert main([*args, "--model-type", "vit_b"]) == 1  # the older option keeps working
     err = capsys.readouterr().err
     assert CHECKPOINTS["vit_b"].url in err and str(tmp_path / "sam_vit_b_01ec64.pth") in err
+    assert main([*args, "--sam", "sam2.1-small"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "https://huggingface.co/facebook/sam2.1-hiera-small" in err
+    assert str(tmp_path / "sam2.1-hiera-small") in err
+    assert main(args) == 1  # auto on this CPU: SAM 2.1 tiny, and says so
+    err = capsys.readouterr().err
+    assert "SAM auto: sam2.1-tiny" in err and "facebook/sam2.1-hiera-tiny" in err
+
+
+def test_segment_with_the_tiny_sam2_covers_every_prompt_kind(tmp_path, capsys):
+    base = ["segment", "--image", str(CHELSEA), "--tiny", "--sam", "sam2.1-tiny", "--rle"]
+    assert main([*base, "--point", "300,120,1", "--out", str(tmp_path / "a")]) == 0
+    assert len(json.loads((tmp_path / "a" / "masks.json").read_text())) == 3
+    prompt = ["--point", "300,120", "--point", "50,50,0", "--box", "200,50,420,290"]
+    assert main([*base, *prompt, "--out", str(tmp_path / "b")]) == 0
+    rows = json.loads((tmp_path / "b" / "masks.json").read_text())
+    assert len(rows) == 1 and load_mask_png(tmp_path / "b" / rows[0]["file"]).shape == (300, 451)
+    everything = ["--everything", "--points-per-side", "2", "--pred-iou-thresh", "0"]
+    assert (
+        main([*base, *everything, "--stability-score-thresh", "0", "--out", str(tmp_path / "c")])
+        == 0
+    )
+    assert json.loads((tmp_path / "c" / "masks.json").read_text())
+    assert TINY_WARNING in capsys.readouterr().err
+
+
+def test_an_unknown_sam_is_one_line(tmp_path, capsys):
+    args = ["segment", "--image", str(CHELSEA), "--point", "1,1", "--out", str(tmp_path)]
+    assert main([*args, "--sam", "sam3-huge"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown SAM 'sam3-huge'") and err.count("\n") == 1
+    assert main([*args, "--sam", "vit_b", "--model-type", "vit_h"]) == 1
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_download_of_a_sam2_folder_in_place_verifies_its_tensors(tmp_path, capsys):
+    from tests.support.sam import video_checkpoint
+
+    video_checkpoint(tmp_path / "someone--tiny-sam2")
+    args = ["download", "--sam", "someone/tiny-sam2", "--checkpoints-dir", str(tmp_path)]
+    assert main([*args, "--verify"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "someone--tiny-sam2")
+    (tmp_path / "someone--tiny-sam2" / "config.json").write_text('{"model_type": "llama"}')
+    assert main([*args, "--verify"]) == 1
+    assert "not a SAM 2 checkpoint" in capsys.readouterr().err
 
 
 def test_download_finds_a_file_already_in_place(tmp_path, capsys):

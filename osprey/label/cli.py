@@ -78,10 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _sam_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULT_EVERYTHING
     g = p.add_argument_group("SAM (regions, without --regions)")
-    g.add_argument("--sam-model-type", default=os.environ.get("SAM_MODEL_TYPE", "vit_b"),
-                   choices=["vit_b", "vit_l", "vit_h"], help="SAM size (env SAM_MODEL_TYPE)")  # fmt: skip
+    g.add_argument("--sam", default=os.environ.get("OSPREY_SAM") or None, metavar="NAME",
+                   help="auto (default: SAM 2.1 large on a GPU, tiny elsewhere), sam2.1-tiny, "
+                   "-small, -base-plus, -large, vit_b, vit_l, vit_h, or a SAM 2 Hub id (env "
+                   "OSPREY_SAM)")  # fmt: skip
+    g.add_argument("--sam-model-type", default=os.environ.get("SAM_MODEL_TYPE") or None,
+                   metavar="NAME", help="the older name of --sam (env SAM_MODEL_TYPE)")  # fmt: skip
     g.add_argument("--sam-checkpoint", default=None,
-                   help="a SAM .pth file (default: downloaded into --checkpoints)")  # fmt: skip
+                   help="SAM weights: a .pth for vit_*, a folder with config.json + "
+                   "model.safetensors for SAM 2 (default: downloaded into --checkpoints)")  # fmt: skip
     g.add_argument("--points-per-side", type=positive_int, default=d.points_per_side,
                    help="grid of clicks per side (default: %(default)s)")  # fmt: skip
     g.add_argument("--pred-iou-thresh", type=fraction, default=d.pred_iou_thresh,
@@ -114,6 +119,7 @@ def settings_from(args: argparse.Namespace):
     read here, once: the workers get its classes)."""
     from osprey.label.job import LabelSettings
     from osprey.vocabulary import resolve
+    from sam_bridge.names import resolve_choice
 
     vocabulary = resolve(args.vocab, files=True) if args.vocab else None
     everything = EverythingOptions(
@@ -123,7 +129,8 @@ def settings_from(args: argparse.Namespace):
     return LabelSettings(
         model=model_name(args), device=args.device, dtype=args.dtype, quantize=args.quantize,
         checkpoints=args.checkpoints, clip=args.clip, offline=args.offline,
-        sam_model_type=args.sam_model_type, sam_checkpoint=args.sam_checkpoint,
+        sam_model_type=resolve_choice(args.sam, args.sam_model_type),
+        sam_checkpoint=args.sam_checkpoint,
         tasks=args.tasks, max_new_tokens=args.max_new_tokens, everything=everything,
         max_regions=args.max_regions, regions_file=args.regions,
         batch_images=args.batch_images, batching=args.batching, vocabulary=vocabulary,

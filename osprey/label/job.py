@@ -39,7 +39,7 @@ class LabelSettings:
     checkpoints: str | None = None
     clip: str | None = None
     offline: bool = False
-    sam_model_type: str = "vit_b"
+    sam_model_type: str = "auto"  # a SAM name (sam_bridge.names); auto: decided on the worker
     sam_checkpoint: str | None = None
     tasks: tuple[str, ...] = DEFAULT_TASKS
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
@@ -110,18 +110,23 @@ class Labeller:
     def load(cls, settings: LabelSettings) -> Labeller:
         """Load the models the settings name (downloading them unless ``offline``), and turn on
         the batching engine as ``settings.batching`` says."""
+        from osprey.devices import resolve_device
         from osprey.pipeline import Osprey
         from sam_bridge import SamBridge
+        from sam_bridge.names import AUTO, auto_choice, tiny_family
 
         s = settings
         need_sam = s.regions_file is None
         if s.tiny:
-            osprey, sam = Osprey.tiny(), SamBridge.tiny() if need_sam else None
+            sam = SamBridge.tiny(family=tiny_family(s.sam_model_type)) if need_sam else None
+            osprey = Osprey.tiny()
         else:
             sam = None
             if need_sam:
+                name = s.sam_model_type
+                name = auto_choice(resolve_device(s.device).type) if name == AUTO else name
                 sam = SamBridge.from_pretrained(
-                    s.sam_model_type, s.sam_checkpoint, s.checkpoints, device=s.device,
+                    name, s.sam_checkpoint, s.checkpoints, device=s.device,
                     dtype=s.dtype, download=not s.offline,
                 )  # fmt: skip
             osprey = Osprey.from_pretrained(

@@ -96,23 +96,27 @@ function exclusive(task) {
 }
 
 class PageEngine {
-  static async load(decoderUrl) {
+  // kind "sam2": SAM 2's maps and prompt inputs come from sam2_decoder.js
+  static async load(decoderUrl, kind) {
     if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
     const ort = await import(vendor() + "ort.wasm.min.mjs");
     ort.env.wasm.wasmPaths = vendor();
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
     const session = await ort.InferenceSession.create(abs(decoderUrl), { executionProviders: ["wasm"] });
-    return new PageEngine(ort, session);
+    const layout = kind === "sam2" ? await import(abs(props.static_url + "/sam2_decoder.js")) : null;
+    return new PageEngine(ort, session, layout);
   }
 
-  constructor(ort, session) {
+  constructor(ort, session, layout) {
     this.kind = "page";
     this.ort = ort;
     this.session = session;
+    this.layout = layout;
     this.zeros = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
   }
 
   async embed(image) {
+    if (this.layout) return this.layout.embed(this.ort, image, abs(image.embedding), halfToFloat);
     const buf = await (await fetch(abs(image.embedding))).arrayBuffer();
     const [gh, gw] = image.grid;
     return new this.ort.Tensor("float32", halfToFloat(new Uint16Array(buf)), [1, image.channels, gh, gw]);
@@ -120,6 +124,7 @@ class PageEngine {
 
   // the ONNX inputs, as tests/support/page_decoder.py `feeds` builds them
   feeds(p, previous) {
+    if (this.layout) return this.layout.feeds(this.ort, S.image, S.emb, p, previous, this.zeros);
     const T = this.ort.Tensor, im = S.image;
     const sx = im.input[1] / im.width, sy = im.input[0] / im.height;
     const coords = [], labels = [];
@@ -206,7 +211,7 @@ async function startEngine(p) {
   try {
     if (wanted === "server") throw new Error("?decoder=server asks for the server");
     if (!p.decoder) throw new Error("the server offers no decoder");
-    S.engine = await PageEngine.load(p.decoder);
+    S.engine = await PageEngine.load(p.decoder, p.decoder_kind);
     S.notice = "Masks are decoded in this page: clicks and hover need no round trip.";
   } catch (err) {
     S.engine = new ServerEngine();
