@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import app  # noqa: E402
+from osprey.app.demo import build_demo  # noqa: E402
 from sam_bridge.names import SAM_NAMES  # noqa: E402
 from tests.support.browser import (  # noqa: E402
     OVERLAY,
@@ -163,8 +163,8 @@ def run(url: str, photo: Path, decoder: str, n: int, seed: int) -> dict[str, flo
 
 
 def build_service(sam: str, page_int8: bool | None = None):
-    from osprey.pipeline import Osprey
-    from osprey.service import RegionChat
+    from osprey.app.service import RegionChat
+    from osprey.inference.facade import Osprey
     from sam_bridge import SamBridge
     from sam_bridge.loading import random_model
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        serving(app.build_demo(build_service(args.sam, int8))) as url,
+        serving(build_demo(build_service(args.sam, int8))) as url,
     ):
         for name, photo in photos(Path(tmp)).items():
             if name not in args.photos:

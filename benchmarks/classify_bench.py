@@ -10,7 +10,7 @@ Per region, three ways to get every name's answer log-likelihood under the categ
   then the vocabulary's token trie, each node one position (regions batched as rows);
 * per name, shared prefix: the image prefix computed once, then one forward pass per name over the
   region's question and that name (no trie, no batching);
-* per name, full pass (``osprey.classify.reference_scores``, the definition): one forward pass per
+* per name, full pass (``osprey.inference.topk_scoring.reference_scores``, the definition): one forward pass per
   name over its whole prompt. With ``--sample K`` only K names are timed and the time is scaled to
   the vocabulary (said so in the output).
 
@@ -31,21 +31,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from osprey import classify as cl
-from osprey import conversation as conv
-from osprey.devices import resolve_device, resolve_dtype
-from osprey.generation import cached_prefix
-from osprey.pipeline import Osprey
-from osprey.shared_prefix import shared_prefix_attention_on
-from osprey.vocabulary import resolve
+from osprey.core.devices import resolve_device, resolve_dtype
+from osprey.inference import prompt_format as conv
+from osprey.inference import topk_scoring as cl
+from osprey.inference.facade import Osprey
+from osprey.inference.generator import cached_prefix
+from osprey.inference.shared_prefix_batch import shared_prefix_attention_on
+from osprey.inference.vocabularies import resolve
 
 
 def build(full: bool, device: torch.device, dtype: torch.dtype) -> Osprey:
     if not full:
         return Osprey.tiny()
-    from osprey.config import osprey_7b_config
-    from osprey.loading import build_random
-    from osprey.tiny import build_tiny
+    from osprey.inference.loading import build_random
+    from osprey.model.config import osprey_7b_config
+    from osprey.model.tiny import build_tiny
 
     model = build_random(osprey_7b_config(), device, dtype)
     _, tokenizer = build_tiny()  # ids of the same layout (<mask>/<pos> = 32000/32001)

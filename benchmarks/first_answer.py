@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from run import build_osprey, load_voc, peak_gib, reset_peak  # noqa: E402
 
-from osprey.conversation import task_message  # noqa: E402
-from osprey.generation import Generation  # noqa: E402
+from osprey.inference.generator import Generation  # noqa: E402
+from osprey.inference.prompt_format import task_message  # noqa: E402
 from sam_bridge.names import SAM_NAMES  # noqa: E402
 
 

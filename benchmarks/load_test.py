@@ -58,7 +58,7 @@ def launch(batching: bool):
 def tiny_tokenizer():
     """The tiny model's tokenizer (the app's, rebuilt here), to count the answers' tokens."""
     from osprey.model.llm import load_tokenizer
-    from osprey.tiny import tiny_tokenizer_dir
+    from osprey.model.tiny import tiny_tokenizer_dir
 
     return load_tokenizer(tiny_tokenizer_dir(), 32000, 32001)
 

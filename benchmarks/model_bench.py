@@ -21,12 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from osprey.config import osprey_7b_config
-from osprey.conversation import Turn, encode, task_message
-from osprey.devices import resolve_device, resolve_dtype
-from osprey.loading import build_random, place_model
-from osprey.processor import prepare_masks, preprocess_image
-from osprey.tiny import build_tiny
+from osprey.core.devices import resolve_device, resolve_dtype
+from osprey.inference.loading import build_random, place_model
+from osprey.inference.preprocess import prepare_masks, preprocess_image
+from osprey.inference.prompt_format import Turn, encode, task_message
+from osprey.model.config import osprey_7b_config
+from osprey.model.tiny import build_tiny
 
 
 def full_random_model(device: torch.device, dtype: torch.dtype):

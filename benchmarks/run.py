@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from osprey.cache import LRUCache  # noqa: E402
-from osprey.conversation import task_message  # noqa: E402
-from osprey.devices import resolve_device  # noqa: E402
-from osprey.images import load_image  # noqa: E402
-from osprey.loading import model_dtype  # noqa: E402
-from osprey.pipeline import Generation, Osprey  # noqa: E402
-from osprey.prefix_cache import PrefixCache  # noqa: E402
+from osprey.core.devices import resolve_device  # noqa: E402
+from osprey.core.images import load_image  # noqa: E402
+from osprey.core.lru import LRUCache  # noqa: E402
+from osprey.inference.facade import Generation, Osprey  # noqa: E402
+from osprey.inference.loading import model_dtype  # noqa: E402
+from osprey.inference.prefix_cache import PrefixCache  # noqa: E402
+from osprey.inference.prompt_format import task_message  # noqa: E402
 
 ROWS: list[tuple[str, str, str]] = []  # (measure, ours, baseline / note)
 RESULTS: dict[str, float] = {}
@@ -83,9 +83,9 @@ def build_osprey(
 ) -> Osprey:
     """The tiny model, or with ``full`` the 7B architecture with random weights (the tiny
     tokenizer: it only decides prompt lengths, whose ids have the release's layout)."""
-    from osprey.config import osprey_7b_config
-    from osprey.loading import build_random, place_model
-    from osprey.tiny import build_tiny
+    from osprey.inference.loading import build_random, place_model
+    from osprey.model.config import osprey_7b_config
+    from osprey.model.tiny import build_tiny
 
     model, tok = build_tiny()
     if full:

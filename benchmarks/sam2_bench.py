@@ -30,8 +30,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from osprey.images import load_image  # noqa: E402
-from osprey.page import pack_maps  # noqa: E402
+from osprey.app.canvas_page import pack_maps  # noqa: E402
+from osprey.core.images import load_image  # noqa: E402
 from sam_bridge.build import resolve_device  # noqa: E402
 from sam_bridge.loading import random_model  # noqa: E402
 from sam_bridge.names import SAM_NAMES  # noqa: E402
@@ -55,7 +55,7 @@ def timed(fn, device: torch.device) -> float:
 
 def page_bytes(bridge: SamBridge, key) -> tuple[int, int]:
     """(float16, as shipped) bytes of the maps a page decoding clicks itself fetches per new
-    image: SAM 1's 64x64 embedding as it is, SAM 2's three maps packed (osprey.page.pack_maps:
+    image: SAM 1's 64x64 embedding as it is, SAM 2's three maps packed (osprey.app.canvas_page.pack_maps:
     bytes split, gzip level 1)."""
     maps = bridge.page_embedding(key).maps
     raw = sum(m.nbytes for m in maps)
@@ -119,7 +119,9 @@ def report(rows: list[dict], device: torch.device, threads: int) -> None:
     print(
         "decoding clicks itself fetches per new image, in float16 and as sent (SAM 2: bytes split"
     )
-    print("+ gzip, osprey.page.pack_maps; SAM 1 as is). Trained maps compress differently.")
+    print(
+        "+ gzip, osprey.app.canvas_page.pack_maps; SAM 1 as is). Trained maps compress differently."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

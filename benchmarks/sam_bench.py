@@ -28,7 +28,7 @@ from segment_anything import SamPredictor
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from osprey.images import load_image  # noqa: E402
+from osprey.core.images import load_image  # noqa: E402
 from sam_bridge.build import build_sam, resolve_device  # noqa: E402
 from sam_bridge.predictor import SamBridge  # noqa: E402
 

@@ -25,7 +25,10 @@ COMMANDS = {
     "python -m osprey.datagen --help": ["-m", "osprey.datagen", "--help"],
     "python -m osprey.train --help": ["-m", "osprey.train", "--help"],
 }
-BUILD_TINY_APP = "import app; s = app.build_service(app.parse_args(['--tiny'])); app.build_demo(s)"
+BUILD_TINY_APP = (
+    "from osprey.app.demo import build_demo; from osprey.app.main import parse_args; "
+    "from osprey.app.startup import build_service; build_demo(build_service(parse_args(['--tiny'])))"
+)
 
 
 def timed(argv: list[str], repeat: int) -> float:

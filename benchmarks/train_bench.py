@@ -25,7 +25,7 @@ from transformers.trainer_utils import SaveStrategy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from osprey import constants as C
+from osprey.core import constants as C
 from osprey.train.config import TrainConfig
 from osprey.train.engine import OspreyTrainer, training_arguments
 from osprey.train.train import prepare_model
@@ -112,8 +112,8 @@ class StepClock(TrainerCallback):
 def full_model(device: torch.device):
     """The released 7B architecture with random weights in fp32 (training keeps fp32 master
     weights), built straight on the device."""
-    from osprey.config import osprey_7b_config
-    from osprey.loading import build_random
+    from osprey.inference.loading import build_random
+    from osprey.model.config import osprey_7b_config
 
     return build_random(osprey_7b_config(), device, torch.float32).train()
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.full:
         model = full_model(device)
     else:
-        from osprey.tiny import build_tiny
+        from osprey.model.tiny import build_tiny
 
         model = build_tiny(seed=0)[0].to(device)
     big_enough = (

@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Osprey": "osprey.pipeline",
-    "Answer": "osprey.pipeline",
-    "Generation": "osprey.pipeline",
-    "OspreyConfig": "osprey.config",
+    "Osprey": "osprey.inference.facade",
+    "Answer": "osprey.inference.facade",
+    "Generation": "osprey.inference.facade",
+    "OspreyConfig": "osprey.model.config",
     "OspreyModel": "osprey.model.osprey",
-    "load_osprey": "osprey.checkpoint",
-    "save_osprey": "osprey.checkpoint",
-    "export_original": "osprey.checkpoint",
-    "Turn": "osprey.conversation",
+    "load_osprey": "osprey.model.checkpoint",
+    "save_osprey": "osprey.model.checkpoint",
+    "export_original": "osprey.model.checkpoint",
+    "Turn": "osprey.inference.prompt_format",
+    "load_image": "osprey.core.images",
+    "load_mask_png": "osprey.core.masks",
+    "save_mask_png": "osprey.core.masks",
 }
 
 __all__ = [
@@ -32,16 +35,21 @@ __all__ = [
     "Turn",
     "__version__",
     "export_original",
+    "load_image",
+    "load_mask_png",
     "load_osprey",
+    "save_mask_png",
     "save_osprey",
 ]
 
 if TYPE_CHECKING:
-    from osprey.checkpoint import export_original, load_osprey, save_osprey
-    from osprey.config import OspreyConfig
-    from osprey.conversation import Turn
+    from osprey.core.images import load_image
+    from osprey.core.masks import load_mask_png, save_mask_png
+    from osprey.inference.facade import Answer, Generation, Osprey
+    from osprey.inference.prompt_format import Turn
+    from osprey.model.checkpoint import export_original, load_osprey, save_osprey
+    from osprey.model.config import OspreyConfig
     from osprey.model.osprey import OspreyModel
-    from osprey.pipeline import Answer, Generation, Osprey
 
 
 def __getattr__(name: str):

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from osprey.errors import UsageError
-from osprey.options import (
+from osprey.core.errors import UsageError
+from osprey.core.options import (
     checkpoints_dir,
     device_options,
     generation_options,
@@ -19,8 +19,8 @@ from osprey.options import (
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from osprey.images import load_image
-    from osprey.pipeline import Generation
+    from osprey.core.images import load_image
+    from osprey.inference.facade import Generation
 
     if not args.mask and not args.question:
         raise UsageError(
@@ -47,9 +47,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def _masks(paths: list[str], size: tuple[int, int]) -> list:
     """The ``--mask`` files, each checked against the image's (height, width) from its header
     before it is decoded (a 13370x13370 PNG of a few hundred KB would take gigabytes first),
-    at most :data:`~osprey.constants.MAX_MASKS_PER_REQUEST` of them."""
-    from osprey.constants import MAX_MASKS_PER_REQUEST
-    from osprey.masks import load_mask
+    at most :data:`~osprey.core.constants.MAX_MASKS_PER_REQUEST` of them."""
+    from osprey.core.constants import MAX_MASKS_PER_REQUEST
+    from osprey.core.masks import load_mask
 
     if len(paths) > MAX_MASKS_PER_REQUEST:
         raise UsageError(f"at most {MAX_MASKS_PER_REQUEST} --mask files per command")
@@ -59,7 +59,7 @@ def _masks(paths: list[str], size: tuple[int, int]) -> list:
 def _load_model(args: argparse.Namespace):
     """The model the options name (after :func:`_check_before_loading`); says so when it is the
     untrained tiny one."""
-    from osprey.pipeline import Osprey
+    from osprey.inference.facade import Osprey
 
     osp = Osprey.from_pretrained(
         model_name(args), device=args.device, dtype=args.dtype,
@@ -74,9 +74,9 @@ def _load_model(args: argparse.Namespace):
 def _check_before_loading(args: argparse.Namespace, image, masks) -> None:
     """Everything that can be wrong with the inputs and options, found before seconds (or
     minutes) of model loading: the model's name, the device, the dtype, each mask's size."""
-    from osprey.devices import parse_dtype, resolve_device
-    from osprey.hub import check_model_name
-    from osprey.processor import prepare_masks
+    from osprey.core.devices import parse_dtype, resolve_device
+    from osprey.inference.hub import check_model_name
+    from osprey.inference.preprocess import prepare_masks
 
     check_model_name(model_name(args))
     resolve_device(args.device)
@@ -87,8 +87,8 @@ def _check_before_loading(args: argparse.Namespace, image, masks) -> None:
 def cmd_classify(args: argparse.Namespace) -> int:
     import json
 
-    from osprey.images import load_image
-    from osprey.vocabulary import resolve
+    from osprey.core.images import load_image
+    from osprey.inference.vocabularies import resolve
 
     vocabulary = resolve(args.vocab, files=True)
     image = load_image(args.image)
@@ -106,9 +106,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from osprey.checkpoint import OUR_CONFIG, original_key_shapes
-    from osprey.config import OspreyConfig, osprey_7b_config, tiny_config
-    from osprey.hub import REGISTRY
+    from osprey.inference.hub import REGISTRY
+    from osprey.model.checkpoint import OUR_CONFIG, original_key_shapes
+    from osprey.model.config import OspreyConfig, osprey_7b_config, tiny_config
 
     if model_name(args) == "tiny-random":
         config = tiny_config()
@@ -138,7 +138,7 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from osprey.hub import DEFAULT_CHECKPOINTS, download_model, find_clip
+    from osprey.inference.hub import DEFAULT_CHECKPOINTS, download_model, find_clip
 
     ckpt = checkpoints_dir(args) or DEFAULT_CHECKPOINTS
     path = download_model(args.model, ckpt)
@@ -149,7 +149,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from osprey.checkpoint import export_original, load_osprey, save_osprey
+    from osprey.model.checkpoint import export_original, load_osprey, save_osprey
 
     model, tokenizer = load_osprey(args.src, clip_path=args.clip)
     if args.to == "original":

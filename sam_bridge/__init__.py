@@ -1,8 +1,8 @@
 """sam_bridge: clicks, boxes and "segment everything" to class-agnostic masks (Segment Anything).
 
 Knows nothing about the Osprey model: it takes an image and prompts and returns boolean masks in
-the image's own pixel coordinates. It builds on the project's base layer only (``osprey.errors``,
-``osprey.images``, ``osprey.masks``, ``osprey.cache``, ``osprey.devices``, ``osprey.options``; the
+the image's own pixel coordinates. It builds on the project's base layer only (``osprey.core.errors``,
+``osprey.core.images``, ``osprey.core.masks``, ``osprey.core.lru``, ``osprey.core.devices``, ``osprey.core.options``; the
 layering test allows exactly these). Submodules are imported lazily so ``import sam_bridge`` stays
 cheap (no torch until a public name that needs it is used).
 """

@@ -22,8 +22,8 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
-from osprey.devices import parse_dtype, resolve_device
-from osprey.errors import UsageError
+from osprey.core.devices import parse_dtype, resolve_device
+from osprey.core.errors import UsageError
 from sam_bridge.checkpoints import MODEL_TYPES
 from sam_bridge.errors import CheckpointError, SamBridgeError
 
@@ -37,7 +37,7 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
 # ---------------------------------------------------------------------------------------------
-# precision (devices are resolved by osprey.devices.resolve_device, re-exported here)
+# precision (devices are resolved by osprey.core.devices.resolve_device, re-exported here)
 
 
 def resolve_autocast_dtype(

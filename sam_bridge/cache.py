@@ -1,4 +1,4 @@
-"""SAM's image embeddings, cached by image content (:class:`osprey.cache.LRUCache`).
+"""SAM's image embeddings, cached by image content (:class:`osprey.core.lru.LRUCache`).
 
 Each entry carries everything the decoder needs about its image (the features, SAM 2's two
 high-resolution maps, and the two sizes), so entries can be used in any order by any number of
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from osprey.cache import LRUCache
+from osprey.core.lru import LRUCache
 
 
 @dataclass(frozen=True, eq=False)

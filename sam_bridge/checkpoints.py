@@ -87,7 +87,8 @@ def _manual_hint(spec: CheckpointSpec, dest: Path) -> str:
     )
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
@@ -140,7 +141,7 @@ def verify_checkpoint(path: str | Path, spec: CheckpointSpec, full: bool = True)
     path = Path(path)
     _check_size(path, spec)
     if full and spec.sha256 is not None:
-        actual = _sha256(path)
+        actual = sha256_of(path)
         if actual != spec.sha256:
             raise CheckpointError(
                 f"{path} has SHA-256 {actual}, expected {spec.sha256}. "

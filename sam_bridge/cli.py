@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from osprey.options import device_options, run
+from osprey.core.options import device_options, run
 from sam_bridge.checkpoints import CHECKPOINTS, ensure_checkpoint, verify_checkpoint
 from sam_bridge.names import (
     AUTO,
@@ -82,7 +82,7 @@ def _sam_name(args: argparse.Namespace) -> str:
     """--sam / --model-type resolved; ``auto`` decided by the device (and said on stderr)."""
     name = resolve_choice(args.sam, args.model_type)
     if name == AUTO and not args.tiny:
-        from osprey.devices import resolve_device
+        from osprey.core.devices import resolve_device
 
         name = auto_choice(resolve_device(args.device).type)
         print(f"SAM auto: {name}", file=sys.stderr)
@@ -169,7 +169,7 @@ def _fmt_box(box: Sequence[int] | None) -> str:
 
 def _write(out: Path, rows: list[dict[str, Any]], masks: Iterable[np.ndarray], rle: bool) -> None:
     """Write ``mask_{i}.png`` per row (+ masks.json) and print one line per mask."""
-    from osprey.masks import encode_rle, save_mask_png
+    from osprey.core.masks import encode_rle, save_mask_png
 
     out.mkdir(parents=True, exist_ok=True)
     for i, (row, mask) in enumerate(zip(rows, masks)):
@@ -229,7 +229,7 @@ def _prompted(bridge, image: np.ndarray, args: argparse.Namespace) -> None:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from osprey.images import load_image
+    from osprey.core.images import load_image
 
     if not (args.everything or args.point or args.box):
         print("error: give --point, --box or --everything", file=sys.stderr)
@@ -266,7 +266,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Errors the user can fix end in one ``error: ...`` line (exit 1), see osprey.options.run."""
+    """Errors the user can fix end in one ``error: ...`` line (exit 1), see osprey.core.options.run."""
     args = build_parser().parse_args(argv)
     return run(lambda _: _segment(args) if args.command == "segment" else _download(args), argv)
 

@@ -1,9 +1,9 @@
-"""The exceptions sam_bridge raises, on the project's one base class (:mod:`osprey.errors`). Kept
+"""The exceptions sam_bridge raises, on the project's one base class (:mod:`osprey.core.errors`). Kept
 apart so that every module (and callers) can import them without pulling in torch."""
 
 from __future__ import annotations
 
-from osprey.errors import CheckpointError, ImageError, MaskError, OspreyError
+from osprey.core.errors import CheckpointError, ImageError, MaskError, OspreyError
 
 __all__ = ["CheckpointError", "EmptyMaskError", "ImageError", "MaskError", "SamBridgeError"]
 

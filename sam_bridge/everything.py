@@ -14,18 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
-from osprey.images import ImageLike
-from osprey.masks import decode_rle, rle_area, rle_box
+from osprey.core.images import ImageLike
+from osprey.core.masks import decode_rle, rle_area, rle_box
 from sam_bridge.errors import SamBridgeError
 
-if TYPE_CHECKING:
-    from sam_bridge.predictor import SamBridge
+
+class SamBridge(Protocol):
+    """What segment everything uses of :class:`sam_bridge.predictor.SamBridge` (which owns this
+    module: the bridge imports it, never the other way round)."""
+
+    model: Any
+    device: torch.device
+    family: Any
+
+    def prepare(self, image: ImageLike) -> np.ndarray: ...
+
+    def _embed(self, rgb: Any, key: Any = None, cache: bool = True) -> Any: ...
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ checking, candidates, refinement, precision. SAM 2.1's family is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import nn
 
-from osprey.images import ImageHandle
+from osprey.core.images import ImageHandle
 from sam_bridge.cache import Embedding
 from sam_bridge.decoder import PromptDecoder
 from sam_bridge.errors import SamBridgeError
@@ -121,18 +121,3 @@ class Sam1Family:
 
     def page_decoder(self, model_type: str, directory: Path | None, quantize: bool | None) -> Path:
         return cached_decoder(self.model, model_type, directory, quantize=quantize)
-
-
-def make_family(model: Any, device: torch.device) -> Family:
-    """The family of ``model``: segment-anything's ``Sam`` or transformers' ``Sam2Model``."""
-    if isinstance(model, Sam):
-        return Sam1Family(model, device)
-    from transformers import Sam2Model
-
-    if isinstance(model, Sam2Model):
-        from sam_bridge.sam2_family import Sam2Family
-
-        return Sam2Family(model, device)
-    raise SamBridgeError(
-        f"{type(model).__name__} is not a SAM: give segment_anything's Sam or transformers' Sam2Model"
-    )

@@ -5,7 +5,7 @@ Two families: SAM 1 (``vit_b`` / ``vit_l`` / ``vit_h``, segment-anything's check
 SAM 2.1 (``sam2.1-tiny`` / ``-small`` / ``-base-plus`` / ``-large``, Meta's released weights as
 safetensors on the Hugging Face Hub, run by transformers). A Hub repository id (``owner/name``)
 names another SAM 2 checkpoint in transformers' format. ``auto`` is decided per machine by the
-app (:mod:`osprey.hardware`). Standard library only: parsing options never imports torch.
+app (:mod:`osprey.inference.hardware_fit`). Standard library only: parsing options never imports torch.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SAM_NAMES = (*SAM2_SIZES, *SAM1_TYPES)
 CHOICES = (AUTO, *SAM_NAMES)  # what --help lists (a Hub repo id is accepted too)
 # What ``auto`` means where no LLM shares the device (``python -m sam_bridge``, the labeller): on
 # a CPU the size whose new image encodes in a few seconds on 2 cores; on a GPU the largest.
-# The app's own rule also weighs the LLM's memory (osprey/hardware.py holds the same names).
+# The app's own rule also weighs the LLM's memory (osprey/inference/hardware_fit.py holds the same names).
 AUTO_CPU = "sam2.1-tiny"
 AUTO_GPU = "sam2.1-large"
 TINY_SAM1 = "tiny"  # model_type of the tiny SAM 1 (kept: tests and the app know it)

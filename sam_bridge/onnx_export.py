@@ -189,8 +189,12 @@ def cached_decoder(
     path = directory / f"sam_{model_type}_decoder_{decoder_key(model, opset)}_op{opset}.onnx"
     if not path.is_file():
         export_decoder(model, path, opset)
-    if quantize is None:
-        quantize = model_type != "tiny"
+    return eight_bit(path, model_type != "tiny" if quantize is None else quantize)
+
+
+def eight_bit(path: Path, quantize: bool) -> Path:
+    """The 8-bit form of the decoder at ``path`` (made once, beside it) when ``quantize``; the
+    float32 file itself otherwise, or when quantizing fails (a warning says why)."""
     if not quantize:
         return path
     small = path.with_name(path.stem + "_int8.onnx")
@@ -199,7 +203,7 @@ def cached_decoder(
             quantize_decoder(path, small)
         except Exception as exc:  # no onnxruntime, or it cannot read the graph: float32 works
             warnings.warn(
-                f"the page's decoder stays float32 (8-bit quantization failed: {exc})", stacklevel=2
+                f"the page's decoder stays float32 (8-bit quantization failed: {exc})", stacklevel=3
             )
             return path
     return small

@@ -17,24 +17,23 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from segment_anything.modeling import Sam
 from segment_anything.utils.amg import remove_small_regions
 
-from osprey.images import MAX_PIXELS, ImageHandle, ImageLike, check_size, image_key, to_rgb
-from osprey.masks import mask_box
+from osprey.core.images import MAX_PIXELS, ImageHandle, ImageLike, check_size, image_key, to_rgb
+from osprey.core.masks import mask_box
 from sam_bridge.build import resolve_autocast_dtype, resolve_device, store_matmul_weights
 from sam_bridge.cache import CacheStats, Embedding, EmbeddingCache
 from sam_bridge.errors import EmptyMaskError, SamBridgeError
-from sam_bridge.family import Family, make_family
+from sam_bridge.everything import AutoMask, segment_everything
+from sam_bridge.family import Family, Sam1Family
 from sam_bridge.names import TINY_SAM1, TINY_SAM2
 from sam_bridge.onnx_export import PageEmbedding
 from sam_bridge.prompts import BoxLike, PointsLike, make_prompt
-
-if TYPE_CHECKING:
-    from sam_bridge.everything import AutoMask
 
 DEFAULT_CACHE_SIZE = 8
 # SAM 1's embedding is (1, 256, 64, 64) float32 = 4 MiB for every size, SAM 2's adds its two
@@ -150,6 +149,21 @@ def _intake(
         return (lambda: image), ImageKey(image.key), (image.height, image.width)
     rgb = prepare(image)
     return (lambda: rgb), ImageKey(image_key(rgb)), rgb.shape[:2]
+
+
+def make_family(model: Any, device: torch.device) -> Family:
+    """The family of ``model``: segment-anything's ``Sam`` or transformers' ``Sam2Model``."""
+    if isinstance(model, Sam):
+        return Sam1Family(model, device)
+    from transformers import Sam2Model
+
+    if isinstance(model, Sam2Model):
+        from sam_bridge.sam2_family import Sam2Family
+
+        return Sam2Family(model, device)
+    raise SamBridgeError(
+        f"{type(model).__name__} is not a SAM: give segment_anything's Sam or transformers' Sam2Model"
+    )
 
 
 def _embedding_bytes(emb: Embedding) -> int:
@@ -279,7 +293,7 @@ class SamBridge:
 
     def check(self, height: int, width: int) -> None:
         """Refuse an image size SAM cannot take: above ``max_pixels`` (default
-        :data:`osprey.images.MAX_PIXELS`; SAM sees 1024 pixels on the long side, but every click
+        :data:`osprey.core.images.MAX_PIXELS`; SAM sees 1024 pixels on the long side, but every click
         returns three full-size masks), or one its family cannot frame."""
         check_size(height, width, self.max_pixels)
         self.family.check_size(height, width)
@@ -341,8 +355,6 @@ class SamBridge:
     def everything(self, image: ImageLike, **options: Any) -> list[AutoMask]:
         """All masks in ``image`` (SAM's automatic generator); see
         :func:`sam_bridge.everything.segment_everything` for the options."""
-        from sam_bridge.everything import segment_everything
-
         return segment_everything(self, image, **options)
 
     # the page's decoder ------------------------------------------------------------------------

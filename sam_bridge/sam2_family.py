@@ -18,17 +18,17 @@ import torch
 from torch.nn import functional as F
 from transformers import Sam2Model
 
-from osprey.images import ImageHandle
+from osprey.core.images import ImageHandle
 from sam_bridge.cache import Embedding
 from sam_bridge.family import Decoded
 from sam_bridge.onnx_export import PageEmbedding
 from sam_bridge.prompts import Prompt
+from sam_bridge.sam2_onnx import LOGIT_CLAMP, cached_decoder
 
 IMAGE_SIZE = 1024
 PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet's, on [0, 1] pixels
 PIXEL_STD = (0.229, 0.224, 0.225)
 MASK_THRESHOLD = 0.0
-LOGIT_CLAMP = 32.0  # the logits handed back for refinement are clamped to +-32, as Meta's are
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,8 +157,6 @@ class Sam2Family:
 
     def page_decoder(self, model_type: str, directory: Path | None, quantize: bool | None) -> Path:
         """:func:`sam_bridge.sam2_onnx.cached_decoder` (exported on the first call)."""
-        from sam_bridge.sam2_onnx import cached_decoder
-
         return cached_decoder(self.model, model_type, directory, quantize=quantize)
 
     def decode(self, emb: Embedding, prompt: Prompt, mask_input: np.ndarray | None,

@@ -11,18 +11,16 @@ imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
-from sam_bridge.checkpoints import DEFAULT_CHECKPOINTS_DIR
+from sam_bridge.checkpoints import DEFAULT_CHECKPOINTS_DIR, sha256_of
 from sam_bridge.errors import CheckpointError
 from sam_bridge.names import SAM2_REPOS, is_hub_id
 
 FILES = ("config.json", "model.safetensors")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 
 def repo_of(name: str) -> str:
@@ -66,21 +64,13 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (*(getattr(e, n) for n in names if hasattr(e, n)), OSError, ValueError)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(repo: str, filename: str, path: Path) -> None:
     """The downloaded file's SHA-256 against the Hub's digest of it (LFS files publish one; a
     small file such as config.json is checked by content later)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     etag = (get_hf_file_metadata(hf_hub_url(repo, filename)).etag or "").strip('"').lower()
-    if _SHA256.match(etag) and _sha256(path) != etag:
+    if _SHA256.match(etag) and sha256_of(path) != etag:
         path.unlink(missing_ok=True)
         raise CheckpointError(
             f"{path} does not match the Hub's SHA-256 of {repo}/{filename} (deleted; download again)"

@@ -32,8 +32,9 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Sam2Model
 
-from sam_bridge.onnx_export import DEFAULT_CACHE, OPSET, OUTPUTS, _replaced, quantize_decoder
-from sam_bridge.sam2_family import LOGIT_CLAMP
+from sam_bridge.onnx_export import DEFAULT_CACHE, OPSET, OUTPUTS, _replaced, eight_bit
+
+LOGIT_CLAMP = 32.0  # the logits handed back for refinement are clamped to +-32, as Meta's are
 
 INPUTS = (
     "image_embeddings",
@@ -205,17 +206,4 @@ def cached_decoder(
     path = directory / f"sam2_{safe}_decoder_{decoder_key(model, opset)}_op{opset}.onnx"
     if not path.is_file():
         export_decoder(model, path, opset)
-    if quantize is None:
-        quantize = not model_type.endswith("-random")
-    if not quantize:
-        return path
-    small = path.with_name(path.stem + "_int8.onnx")
-    if not small.is_file():
-        try:
-            quantize_decoder(path, small)
-        except Exception as exc:  # no onnxruntime, or it cannot read the graph: float32 works
-            warnings.warn(
-                f"the page's decoder stays float32 (8-bit quantization failed: {exc})", stacklevel=2
-            )
-            return path
-    return small
+    return eight_bit(path, not model_type.endswith("-random") if quantize is None else quantize)

@@ -51,7 +51,7 @@ def voc_objects(voc):
 @pytest.fixture(scope="session")
 def tiny_parts():
     """(OspreyModel, tokenizer) of the tiny random model, built once per test session."""
-    from osprey.tiny import build_tiny
+    from osprey.model.tiny import build_tiny
 
     return build_tiny(seed=0)
 
@@ -59,7 +59,7 @@ def tiny_parts():
 @pytest.fixture(scope="session")
 def tiny_osprey(tiny_parts):
     """The inference pipeline over the shared tiny model (feature cache shared too)."""
-    from osprey.pipeline import Osprey
+    from osprey.inference.facade import Osprey
 
     model, tokenizer = tiny_parts
     return Osprey(model, tokenizer, name="tiny-random")
@@ -73,7 +73,7 @@ def sp_reference():
 
     import sentencepiece as spm
 
-    from osprey.tiny import tiny_tokenizer_dir
+    from osprey.model.tiny import tiny_tokenizer_dir
 
     sp = spm.SentencePieceProcessor(model_file=str(tiny_tokenizer_dir() / "tokenizer.model"))
     specials = {"<mask>": 32000, "<pos>": 32001, "</s>": 2, "<s>": 1}
@@ -93,7 +93,7 @@ def sp_reference():
 @pytest.fixture(scope="session")
 def tiny_service(tiny_osprey):
     """RegionChat over the tiny Osprey and a tiny SAM (both untrained), shared like in the app."""
-    from osprey.service import RegionChat
+    from osprey.app.service import RegionChat
     from sam_bridge import SamBridge
 
     return RegionChat(tiny_osprey, SamBridge.tiny(), max_new_tokens=6)

@@ -4,20 +4,24 @@ named API endpoints through gradio_client against an in-process server (tiny mod
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import app
+from osprey.app.demo import build_demo
+from osprey.app.main import parse_args
+from osprey.app.serving import serve
+from osprey.app.startup import build_service
 from tests.support.servers import serving
 
-REPO = app.REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def server(tiny_service):
-    with serving(app.build_demo(tiny_service), max_size=32) as url:
+    with serving(build_demo(tiny_service), max_size=32) as url:
         yield url
 
 
@@ -125,7 +129,7 @@ def test_api_errors_reach_the_client_and_the_server_keeps_serving(server, tmp_pa
     ],
 )
 def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
-    from osprey.pipeline import Osprey
+    from osprey.inference.facade import Osprey
     from sam_bridge import SamBridge
 
     seen = {}
@@ -136,12 +140,14 @@ def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
         return Osprey.tiny()
 
     monkeypatch.setattr(Osprey, "from_pretrained", classmethod(load))
-    monkeypatch.setattr("osprey.hardware.available_gib", lambda device: 64.0)  # a roomy machine
+    monkeypatch.setattr(
+        "osprey.inference.hardware_fit.available_gib", lambda device: 64.0
+    )  # a roomy machine
     if zero_gpu:
         monkeypatch.setenv("SPACES_ZERO_GPU", zero_gpu)
     else:
         monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    service = app.build_service(app.parse_args(["--model", "osprey-7b", "--dtype", "bf16", *argv]))
+    service = build_service(parse_args(["--model", "osprey-7b", "--dtype", "bf16", *argv]))
     assert seen["name"] == "osprey-7b" and seen["dtype"] == "bf16"
     assert {k: seen[k] for k in expected} == expected
     # batching runs unless the static decoder or ZeroGPU rule it out
@@ -162,14 +168,14 @@ def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
     ],
 )
 def test_the_app_picks_what_fits(free_gib, device, form, sam):
-    from osprey.hardware import plan
+    from osprey.inference.hardware_fit import plan
 
     fit = plan(device, "auto", "auto", available=free_gib)
     assert (fit.quantize, fit.sam_model_type) == (form, sam) and fit.peak_gib < free_gib
 
 
 def test_a_fixed_sam_is_kept_and_checked():
-    from osprey.hardware import plan
+    from osprey.inference.hardware_fit import plan
 
     assert plan("cuda", "auto", "vit_h", available=79.0).sam_model_type == "vit_h"
     assert plan("cpu", "auto", "vit_b", available=24.0).sam_model_type == "vit_b"
@@ -180,22 +186,22 @@ def test_a_fixed_sam_is_kept_and_checked():
 def test_sam_options_resolve_once_and_unknown_ones_are_usage_errors(capsys, monkeypatch):
     monkeypatch.delenv("OSPREY_SAM", raising=False)
     monkeypatch.delenv("SAM_MODEL_TYPE", raising=False)
-    assert app.parse_args([]).sam == "auto"
-    assert app.parse_args(["--sam", "sam2.1-small"]).sam == "sam2.1-small"
-    assert app.parse_args(["--sam-model-type", "vit_l"]).sam == "vit_l"
+    assert parse_args([]).sam == "auto"
+    assert parse_args(["--sam", "sam2.1-small"]).sam == "sam2.1-small"
+    assert parse_args(["--sam-model-type", "vit_l"]).sam == "vit_l"
     monkeypatch.setenv("OSPREY_SAM", "sam2.1-base-plus")
-    assert app.parse_args([]).sam == "sam2.1-base-plus"
+    assert parse_args([]).sam == "sam2.1-base-plus"
     for bad in (["--sam", "sam3"], ["--sam", "vit_b", "--sam-model-type", "vit_h"]):
         with pytest.raises(SystemExit) as info:
-            app.parse_args(bad)
+            parse_args(bad)
         assert info.value.code == 2
     err = capsys.readouterr().err
     assert "unknown SAM 'sam3'" in err and "disagree" in err
 
 
 def test_nothing_fits_is_one_clear_line():
-    from osprey.errors import UsageError
-    from osprey.hardware import plan
+    from osprey.core.errors import UsageError
+    from osprey.inference.hardware_fit import plan
 
     with pytest.raises(UsageError, match=r"does not fit here: 6\.0 GiB free on cpu"):
         plan("cpu", "auto", "vit_b", available=6.0)
@@ -203,7 +209,7 @@ def test_nothing_fits_is_one_clear_line():
 
 def test_compile_and_quantize_are_refused_together(capsys):
     with pytest.raises(SystemExit):
-        app.parse_args(["--compile", "--quantize", "8bit"])
+        parse_args(["--compile", "--quantize", "8bit"])
     assert "--compile does not combine with --quantize" in capsys.readouterr().err
 
 
@@ -224,14 +230,14 @@ class _FlakyDemo:
 
 def test_a_missed_start_up_check_is_tried_again(capsys):
     demo = _FlakyDemo(fails=2)
-    app.serve(demo, {"server_port": 7861}, isolate=False)
+    serve(demo, {"server_port": 7861}, isolate=False)
     assert demo.launches == [{"server_port": 7861}] * 3 and demo.closes == 2
     assert "trying again" in capsys.readouterr().err
     with pytest.raises(ValueError, match="localhost"):
-        app.serve(_FlakyDemo(fails=3), {})
+        serve(_FlakyDemo(fails=3), {})
     other = _FlakyDemo(fails=1, message="port 7861 is taken")
     with pytest.raises(ValueError, match="taken"):  # other errors are not retried
-        app.serve(other, {})
+        serve(other, {})
     assert len(other.launches) == 1
 
 
@@ -253,7 +259,7 @@ def test_serving_the_page_config_copies_no_model(tiny_service, monkeypatch):
         return original(self, memo)
 
     monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", counting)
-    config = app.build_demo(tiny_service).config
+    config = build_demo(tiny_service).config
     safe_deepcopy(config)  # what the /config route does
     assert copied == []
     copy.deepcopy(config)  # and plain deepcopy does not fail (no lock, no thread inside)
@@ -272,7 +278,7 @@ def test_the_page_is_cross_origin_isolated_unless_asked_not_to_be(server):
         with urllib.request.urlopen(server + path) as response:
             assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
             assert response.headers["Cross-Origin-Embedder-Policy"] == "credentialless"
-    assert app.parse_args(["--tiny", "--no-isolation"]).no_isolation
+    assert parse_args(["--tiny", "--no-isolation"]).no_isolation
     with gr.Blocks() as plain:
         gr.Markdown("plain")
     with serving(plain, isolate=False) as url, urllib.request.urlopen(url) as response:
@@ -284,5 +290,5 @@ def test_the_page_is_cross_origin_isolated_unless_asked_not_to_be(server):
 def test_on_off_environment_variables_read_0_and_false_as_off(monkeypatch, value, expected):
     monkeypatch.setenv("OSPREY_NO_BATCHING", value)
     monkeypatch.setenv("OSPREY_NO_ISOLATION", value)
-    args = app.parse_args(["--tiny"])
+    args = parse_args(["--tiny"])
     assert args.no_batching is expected and args.no_isolation is expected

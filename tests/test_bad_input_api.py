@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
+from osprey.app.demo import build_demo
 from tests.support.servers import serving
 
 FILE_LIMIT = 2_000_000  # bytes, for this test server
@@ -18,7 +18,7 @@ FILE_LIMIT = 2_000_000  # bytes, for this test server
 
 @pytest.fixture(scope="module")
 def url(tiny_service):
-    with serving(app.build_demo(tiny_service), max_file_size=FILE_LIMIT) as address:
+    with serving(build_demo(tiny_service), max_file_size=FILE_LIMIT) as address:
         yield address
 
 

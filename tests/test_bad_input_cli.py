@@ -1,5 +1,5 @@
 """Bad input on the command line ends in one ``error: ...`` line and a non-zero exit: never a
-traceback, never a silent exit 0 (tiny models; in-process through ``osprey.options.run``, plus
+traceback, never a silent exit 0 (tiny models; in-process through ``osprey.core.options.run``, plus
 real processes for the exit codes)."""
 
 import subprocess
@@ -13,7 +13,7 @@ from PIL import Image
 
 import app
 from osprey.__main__ import main as osprey_main
-from osprey.options import run
+from osprey.core.options import run
 from sam_bridge.cli import main as sam_main
 from tests.support.data import header_only_png
 

@@ -4,10 +4,10 @@ embeddings, Osprey's image features and the prefix KV cache."""
 import numpy as np
 import torch
 
-from osprey.cache import LRUCache
-from osprey.features import FeatureCache
-from osprey.generation import Generation
-from osprey.pipeline import Osprey
+from osprey.core.lru import LRUCache
+from osprey.inference.facade import Osprey
+from osprey.inference.generator import Generation
+from osprey.inference.image_features import FeatureCache
 from sam_bridge import SamBridge
 
 

@@ -9,11 +9,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-import app
+from tests.conftest import REPO
 from tests.support.browser import ARGS, CHROMIUM, OVERLAY, app_url, click, idle, upload
 
 pytestmark = pytest.mark.browser
-PHOTO = app.REPO / "examples" / "coffee.jpg"
+PHOTO = REPO / "examples" / "coffee.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,8 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     link.wait_for()
     data = json.loads(urllib.request.urlopen(link.get_attribute("href")).read())
     assert [r["name"] for r in data["regions"]] == ["region1", "region2"] and data["untrained"]
-    from osprey.images import load_image
-    from osprey.masks import decode_rle
+    from osprey.core.images import load_image
+    from osprey.core.masks import decode_rle
 
     rgb = load_image(PHOTO)
     for region, xy in zip(data["regions"], (click1, click2)):

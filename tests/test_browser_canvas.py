@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import app
+from tests.conftest import REPO
 from tests.support.browser import (
     OVERLAY,
     app_url,
@@ -26,7 +26,7 @@ from tests.support.browser import (
 from tests.support.page_decoder import iou
 
 pytestmark = pytest.mark.browser
-PHOTO = app.REPO / "examples" / "coffee.jpg"
+PHOTO = REPO / "examples" / "coffee.jpg"
 QUESTION = "What is region1?"
 
 
@@ -38,8 +38,8 @@ def url(tiny_service):
 
 def _server_mask(service, rgb, clicks, shown) -> np.ndarray:
     """The server's mask at display size for the same clicks (replayed as the app does)."""
-    from osprey.page import replay
-    from osprey.session import Session
+    from osprey.app.canvas_page import replay
+    from osprey.app.session import Session
 
     s = Session(image=service.osprey.set_image(rgb))
     replay(service.masks, s, clicks, mask_size=(shown[1], shown[0]))
@@ -56,7 +56,7 @@ def _requests(page, action) -> list[str]:
 
 
 def test_page_decodes_hover_clicks_boxes_candidates_and_undo(url, tiny_service):
-    from osprey.images import load_image
+    from osprey.core.images import load_image
 
     rgb = load_image(PHOTO)
     with browser_page(url) as page:
@@ -161,7 +161,7 @@ def test_keyboard_clicks_and_undoes_and_clear_clicks(url):
 def test_fallback_decodes_on_the_server(url, tiny_service):
     """Without the in-page decoder the page says so once and each click asks the server, whose
     display-size answer is drawn; adding the region works the same."""
-    from osprey.images import load_image
+    from osprey.core.images import load_image
 
     with browser_page(url + "?decoder=server") as page:
         upload(page, PHOTO)
@@ -198,8 +198,8 @@ def test_pick_mode_is_local_and_adds_the_servers_mask(url, tiny_service, monkeyp
     (The tiny SAM's own generator finds nothing and takes a minute: its masks are given here.)"""
     from types import SimpleNamespace
 
-    from osprey.images import load_image
-    from osprey.masks import encode_rle, mask_box
+    from osprey.core.images import load_image
+    from osprey.core.masks import encode_rle, mask_box
 
     rgb = load_image(PHOTO)
     masks = _nested_masks(*rgb.shape[:2])

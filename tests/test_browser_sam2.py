@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-import app
 from sam_bridge import SamBridge
+from tests.conftest import REPO
 from tests.support.browser import app_url, browser_page, click, dataset, page_mask, set_mode, upload
 from tests.support.page_decoder import iou
 
 pytestmark = pytest.mark.browser
-PHOTO = app.REPO / "examples" / "coffee.jpg"
+PHOTO = REPO / "examples" / "coffee.jpg"
 
 
 @pytest.fixture(scope="module")
 def service(tiny_osprey, tmp_path_factory):
-    from osprey.service import RegionChat
+    from osprey.app.service import RegionChat
 
     sam = SamBridge.tiny(family="sam2")
     sam.onnx_dir = tmp_path_factory.mktemp("onnx")
@@ -32,8 +32,8 @@ def url(service):
 
 
 def _server_mask(service, rgb, clicks, shown):
-    from osprey.page import replay
-    from osprey.session import Session
+    from osprey.app.canvas_page import replay
+    from osprey.app.session import Session
 
     s = Session(image=service.osprey.set_image(rgb))
     replay(service.masks, s, clicks, mask_size=(shown[1], shown[0]))
@@ -41,7 +41,7 @@ def _server_mask(service, rgb, clicks, shown):
 
 
 def test_the_page_decodes_sam2_clicks_as_the_server_does(url, service):
-    from osprey.images import load_image
+    from osprey.core.images import load_image
 
     rgb = load_image(PHOTO)
     with browser_page(url) as page:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from osprey.checkpoint import (
+from osprey.inference.facade import Osprey
+from osprey.inference.prompt_format import TEMPLATES, Turn, render, task_message
+from osprey.model.checkpoint import (
     CheckpointError,
     export_original,
     load_osprey,
@@ -16,9 +18,7 @@ from osprey.checkpoint import (
     read_tensors,
     save_osprey,
 )
-from osprey.config import OspreyConfig, tiny_config
-from osprey.conversation import TEMPLATES, Turn, render, task_message
-from osprey.pipeline import Osprey
+from osprey.model.config import OspreyConfig, tiny_config
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -111,8 +111,8 @@ def test_stage2_type_and_extra_vocab_rows(tiny_parts, tmp_path):
 def test_vocab_32002_checkpoints_load(tmp_path):
     cfg = tiny_config()
     cfg.llm.vocab_size = 32002  # SEAGULL-style: embeddings resized for <mask>/<pos>
-    from osprey.checkpoint import build_model
-    from osprey.tiny import build_tiny
+    from osprey.model.checkpoint import build_model
+    from osprey.model.tiny import build_tiny
 
     _, tok = build_tiny()
     model = build_model(cfg, seed=1)
@@ -222,7 +222,7 @@ def test_config_is_strict():
 @pytest.mark.weights
 @pytest.mark.parametrize("name", ["osprey-7b", "osprey-chat-7b"])
 def test_real_checkpoint_loads(name, voc):
-    from osprey.hub import DEFAULT_CHECKPOINTS
+    from osprey.inference.hub import DEFAULT_CHECKPOINTS
 
     path = DEFAULT_CHECKPOINTS / name
     if not (path / "config.json").is_file():

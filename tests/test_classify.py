@@ -1,4 +1,4 @@
-"""Top-k categories over a vocabulary (osprey/classify.py): the trie, what is scored, equality
+"""Top-k categories over a vocabulary (osprey/inference/topk_scoring.py): the trie, what is scored, equality
 with one full forward pass per name, probabilities, the sum (not mean) choice, agreement with
 greedy decoding, and the sharing that makes it cheap (counted, not timed)."""
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from osprey import classify as cl
-from osprey import conversation as conv
-from osprey import shared_prefix as sp
-from osprey.constants import IGNORE_INDEX
-from osprey.pipeline import Generation, Osprey
-from osprey.vocabulary import builtin, from_names
+from osprey.core.constants import IGNORE_INDEX
+from osprey.inference import prompt_format as conv
+from osprey.inference import shared_prefix_batch as sp
+from osprey.inference import topk_scoring as cl
+from osprey.inference.facade import Generation, Osprey
+from osprey.inference.vocabularies import builtin, from_names
 
 # names that share leading tokens, differ in length, and nest ("table" / "dining table")
 NAMES = ["dog", "dogs", "hot dog", "traffic light", "traffic sign", "table", "dining table",
@@ -189,8 +189,8 @@ def test_classify_returns_top_k_per_region_sorted(osp, image, voc):
 
 
 def test_bad_input_is_a_clear_error(osp, image, voc):
-    from osprey.processor import RegionError
-    from osprey.vocabulary import VocabularyError
+    from osprey.inference.preprocess import RegionError
+    from osprey.inference.vocabularies import VocabularyError
 
     mask = voc["masks"][0].astype(bool)
     with pytest.raises(VocabularyError, match="unknown vocabulary"):
@@ -209,7 +209,7 @@ def test_bad_input_is_a_clear_error(osp, image, voc):
 def ending_osprey():
     """The tiny model with a stronger </s> row, so that most greedy answers end within a few
     tokens (the plain tiny model's answers run on: a candidate must end with </s>)."""
-    from osprey.tiny import build_tiny
+    from osprey.model.tiny import build_tiny
 
     model, tokenizer = build_tiny(seed=0)
     with torch.no_grad():

@@ -1,27 +1,28 @@
-"""Top-k classes where users get them: the app's operations (osprey/topk.py: regions, whole
+"""Top-k classes where users get them: the app's operations (osprey/app/top_classes.py: regions, whole
 image, describe-all labels, export), the HTTP API endpoint and the command line, tiny models."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import app
-from osprey import topk
-from osprey.service import ServiceError, Session
-from osprey.vocabulary import builtin
+from osprey.app import top_classes
+from osprey.app.demo import build_demo
+from osprey.app.service import ServiceError, Session
+from osprey.inference.vocabularies import builtin
 from tests.support.servers import serving
 from tests.test_service import _with_regions
 
-REPO = app.REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_service_top_k_per_region_kept_and_exported(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 3)
-    out = topk.classify(tiny_service.osprey, s, "coco", [0, 2], top_k=4)
+    out = top_classes.classify(tiny_service.osprey, s, "coco", [0, 2], top_k=4)
     assert [name for name, _ in out] == ["region1", "region3"]
     for _, top in out:
         assert len(top) == 4 and all(n in builtin("coco").names for n, _ in top)
@@ -35,7 +36,7 @@ def test_service_top_k_per_region_kept_and_exported(tiny_service, voc):
 
 def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
     s = _with_regions(tiny_service, voc, 0)
-    ((name, top),) = topk.classify(tiny_service.osprey, s, "dog, cat, sofa, person", top_k=2)
+    ((name, top),) = top_classes.classify(tiny_service.osprey, s, "dog, cat, sofa, person", top_k=2)
     assert name == "the image" and len(top) == 2
     assert {n for n, _ in top} <= {"dog", "cat", "sofa", "person"}
 
@@ -45,7 +46,11 @@ def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
     [
         ("", 5, "vocabulary is empty"),
         ("lvsi", 5, "unknown vocabulary"),
-        (str(REPO / "osprey" / "vocab" / "coco.txt"), 5, "unknown vocabulary"),  # no server paths
+        (
+            str(REPO / "osprey" / "inference" / "vocab" / "coco.txt"),
+            5,
+            "unknown vocabulary",
+        ),  # no server paths
         ("dog, c\x07at", 5, "control character"),
         ("coco", 0, "whole number from 1 to 50"),
         ("coco", 51, "whole number from 1 to 50"),
@@ -54,7 +59,7 @@ def test_service_whole_image_and_custom_vocabulary(tiny_service, voc):
 def test_service_bad_input_gets_a_clear_message(tiny_service, voc, vocabulary, top_k, message):
     s = _with_regions(tiny_service, voc, 1)
     with pytest.raises(ServiceError, match=message):
-        topk.classify(tiny_service.osprey, s, vocabulary, top_k=top_k)
+        top_classes.classify(tiny_service.osprey, s, vocabulary, top_k=top_k)
 
 
 def test_describe_all_labels_every_mask_with_its_top1(tiny_service, voc):
@@ -65,7 +70,7 @@ def test_describe_all_labels_every_mask_with_its_top1(tiny_service, voc):
     )
     plain = tiny_service.describe_all(s, limit=3)
     assert "label" not in plain[0] and s.auto_labels == [r["category"] for r in plain]
-    rows = topk.label_all(tiny_service.osprey, s, plain, "coco")
+    rows = top_classes.label_all(tiny_service.osprey, s, plain, "coco")
     assert rows and all(r["label"] in builtin("coco").names and 0 < r["prob"] <= 1 for r in rows)
     assert s.auto_labels == [f"{r['label']} {r['prob']:.2f}" for r in rows]
     top1 = tiny_service.osprey.classify(s.image, [a.mask for a in s.auto[:3]], "coco", 1)
@@ -78,7 +83,7 @@ def test_describe_all_labels_every_mask_with_its_top1(tiny_service, voc):
 
 @pytest.fixture(scope="module")
 def server(tiny_service):
-    with serving(app.build_demo(tiny_service), max_size=32) as url:
+    with serving(build_demo(tiny_service), max_size=32) as url:
         yield url
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from osprey import constants as C
-from osprey import prompts as P
-from osprey.conversation import (
+from osprey.core import constants as C
+from osprey.core import prompt_strings as P
+from osprey.inference.prompt_format import (
     TEMPLATES,
     ContextLengthError,
     RenderError,
@@ -159,7 +159,7 @@ def test_labels_equal_the_overlap_rule_on_many_chats(tiny_parts):
     escaped user text, non-Latin text and empty-looking answers."""
     import random
 
-    from osprey.conversation import render
+    from osprey.inference.prompt_format import render
 
     _, tok = tiny_parts
     rng = random.Random(0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from osprey import constants as C
+from osprey.core import constants as C
 from osprey.data.collate import Collator
 from osprey.data.dataset import EncodeSettings, OspreyDataset, training_template
 from osprey.data.registry import build_source
@@ -23,7 +23,7 @@ def tree(voc, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokenizer():
     from osprey.model.llm import load_tokenizer
-    from osprey.tiny import tiny_tokenizer_dir
+    from osprey.model.tiny import tiny_tokenizer_dir
 
     return load_tokenizer(tiny_tokenizer_dir(), C.MASK_TOKEN_ID, C.POS_TOKEN_ID)
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from osprey import prompts as P
+from osprey.core import prompt_strings as P
 from osprey.data.registry import ORIGINAL_NAMES, SpecError, build_source, source_class
 from osprey.data.sources.base import image_first
 from osprey.data.sources.vcr import name_objects, rasterize_in_box

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from osprey.core.masks import encode_rle, mask_box
 from osprey.datagen import templates
 from osprey.datagen.cli import main
 from osprey.datagen.partlevel import category_answer, part_regions
 from osprey.datagen.records import validate_record
 from osprey.datagen.sources import load_instances
-from osprey.masks import encode_rle, mask_box
 from tests.support.replay_server import ReplayServer
 from tests.support.voc_coco import write_json
 

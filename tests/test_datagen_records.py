@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from osprey.core.masks import encode_rle
 from osprey.datagen.records import (
     OUTPUT_FILES,
     TASKS,
@@ -17,7 +18,6 @@ from osprey.datagen.records import (
     loader_image_name,
     validate_record,
 )
-from osprey.masks import encode_rle
 from tests.support.voc_coco import mask_polygons
 
 REGIONS = (0, 15, 18)  # bottle, person, dining table of the VOC photo

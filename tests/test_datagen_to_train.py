@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from osprey import prompts as P
+from osprey.core import prompt_strings as P
+from osprey.core.masks import decode_segmentation
 from osprey.data.registry import build_source
 from osprey.datagen.cli import main as datagen
-from osprey.masks import decode_segmentation
 from tests.support.replay_server import ReplayServer
 from tests.support.voc_coco import voc_instances, write_images, write_json
 from tests.test_datagen_pipeline import CONVERSATION_REPLIES, _image_of
@@ -66,8 +66,8 @@ def test_generated_records_load_through_the_training_loader(generated):
 
 
 def test_generated_file_trains_a_few_steps(generated, tmp_path):
-    from osprey.checkpoint import save_osprey
-    from osprey.tiny import build_tiny
+    from osprey.model.checkpoint import save_osprey
+    from osprey.model.tiny import build_tiny
     from osprey.train.train import main as train
 
     model, tok = build_tiny(seed=0)

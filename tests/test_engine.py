@@ -1,4 +1,4 @@
-"""Continuous batching (osprey/engine.py): answers of several sessions decoded together give the
+"""Continuous batching (osprey/inference/batching_engine.py): answers of several sessions decoded together give the
 plain path's tokens, stream, stop one by one, and wait their turn; virtual ids never meet stale
 features."""
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from osprey.conversation import Turn, task_message
-from osprey.engine import Admission, Busy
-from osprey.generation import Generation
-from osprey.pipeline import Osprey
-from osprey.tiny import build_tiny
+from osprey.inference.batching_engine import Admission, Busy
+from osprey.inference.facade import Osprey
+from osprey.inference.generator import Generation
+from osprey.inference.prompt_format import Turn, task_message
+from osprey.model.tiny import build_tiny
 
 G = Generation(max_new_tokens=12)
 
@@ -142,7 +142,7 @@ def test_a_process_that_never_closes_its_engine_still_exits(tmp_path):
 
     script = tmp_path / "leave.py"
     script.write_text(
-        "from osprey.pipeline import Osprey\n"
+        "from osprey.inference.facade import Osprey\n"
         "osp = Osprey.tiny()\n"
         "osp.generator.enable_batching(max_active=2, kv_budget=16 * 2**20, page_size=64)\n"
         "print('engine running', flush=True)\n"
@@ -165,7 +165,7 @@ def test_cache_blocks_fit_the_budget_and_no_more_than_is_useful():
     CPU's 4 GiB had 2048 blocks and a 2.2 GB attention mask that took 5 s to fill."""
     from types import SimpleNamespace
 
-    from osprey.engine import PREFILL_CHUNK, cache_blocks
+    from osprey.inference.batching_engine import PREFILL_CHUNK, cache_blocks
 
     llama7b = SimpleNamespace(
         hidden_size=4096, num_attention_heads=32, num_key_value_heads=32, num_hidden_layers=32
@@ -186,7 +186,7 @@ def test_on_a_cpu_the_engine_loop_yields_to_clicks(batched):
     import os
     from pathlib import Path
 
-    from osprey.engine import ENGINE_NICE
+    from osprey.inference.batching_engine import ENGINE_NICE
 
     thread = batched.generator.engine.manager._generation_thread
     stat = Path(f"/proc/self/task/{thread.native_id}/stat")

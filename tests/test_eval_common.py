@@ -132,13 +132,13 @@ def test_interrupted_run_resumes_and_asks_only_the_rest(voc, tmp_path):
 def test_image_is_read_once_per_task(voc, tmp_path, monkeypatch):
     from PIL import Image
 
-    import osprey.images
+    import osprey.core.images
 
     image_path = tmp_path / "voc.png"
     Image.fromarray(voc["rgb"]).save(image_path)
     reads = []
-    real = osprey.images.load_image
-    monkeypatch.setattr(osprey.images, "load_image", lambda p: reads.append(p) or real(p))
+    real = osprey.core.images.load_image
+    monkeypatch.setattr(osprey.core.images, "load_image", lambda p: reads.append(p) or real(p))
     model = FakeRegionModel(voc["masks"], ["x"] * len(voc["masks"]))
     with PredictionStore(tmp_path / "p.jsonl") as store:
         run_queries(model, _tasks(voc, image_path, n_images=2), store, GenerationConfig())

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from osprey.core.masks import encode_rle
+from osprey.core.openai_client import ChatReply
 from osprey.eval import cli
 from osprey.eval.metrics import installed_minilm_dir
 from osprey.eval.panoptic_metrics import id2rgb
-from osprey.llm_api import ChatReply
-from osprey.masks import encode_rle
 from tests.support.eval_data import description_dataset, eval_argv, region_question
 from tests.support.fake_region_model import FakeRegionModel
 

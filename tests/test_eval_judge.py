@@ -2,6 +2,7 @@
 
 import pytest
 
+from osprey.core.openai_client import ChatReply
 from osprey.eval.common import PredictionStore
 from osprey.eval.judge import (
     RULES,
@@ -14,7 +15,6 @@ from osprey.eval.judge import (
     run_judge,
     summarize,
 )
-from osprey.llm_api import ChatReply
 
 # Replies as judges write them (the last two of the well-formed ones are SmolLM2-135M's).
 WELL_FORMED = [

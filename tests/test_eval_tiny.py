@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from osprey.core.masks import encode_rle
 from osprey.eval import cli
 from osprey.eval.metrics import installed_minilm_dir
-from osprey.masks import encode_rle
-from osprey.vocabulary import builtin
+from osprey.inference.vocabularies import builtin
 from tests.support.eval_data import eval_argv
 
 

@@ -3,7 +3,7 @@ greedy decoding, and really skip work."""
 
 import pytest
 
-from osprey.pipeline import Generation, Osprey
+from osprey.inference.facade import Generation, Osprey
 
 
 @pytest.fixture

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
+from osprey.app.demo import build_demo
+from osprey.app.guard import guarded
+from tests.conftest import REPO
 from tests.support.data import header_only_png
 from tests.support.rest import Rest
 from tests.support.servers import serving
 
-REPO_PHOTO = app.REPO / "examples" / "coffee.jpg"  # a photo on the server's disk
+REPO_PHOTO = REPO / "examples" / "coffee.jpg"  # a photo on the server's disk
 FILE_ENDPOINTS = {  # endpoint -> (values of a valid call, index of its file argument)
     "session_open": (["<file>"], 0),
     "segment": (["<file>", "[[10, 10]]", "[1]", ""], 0),
@@ -33,7 +35,7 @@ LEAKS = re.compile(r"/tmp/|/proc/|/etc/|/work/|gradio/|Error:|Traceback|KeyError
 
 @pytest.fixture(scope="module")
 def url(tiny_service):
-    with serving(app.build_demo(tiny_service), concurrency=4, max_file_size=20_000_000) as address:
+    with serving(build_demo(tiny_service), concurrency=4, max_file_size=20_000_000) as address:
         yield address
 
 
@@ -104,7 +106,7 @@ def test_masks_must_be_uploads_too(rest, photo_png):
 def test_a_pipe_or_link_in_the_upload_folder_is_refused_without_blocking(rest):
     """Reading never blocks: a FIFO in the upload folder (a server that kept one there) is not
     a regular file; a link out of the folder is not an upload."""
-    from osprey.uploads import upload_folder
+    from osprey.app.uploads import upload_folder
 
     folder = upload_folder() / "hostile-test"
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,7 +204,7 @@ def test_clicks_per_mask_are_capped(rest, photo_png):
 def test_an_unexpected_failure_gets_an_incident_id_not_its_text(tiny_service, caplog):
     """The last line of defence: anything not meant for the user is logged with an id, and
     the user sees that id, not the exception."""
-    boom = app.guarded(lambda: {}["secret /tmp/x"])
+    boom = guarded(lambda: {}["secret /tmp/x"])
     with caplog.at_level("ERROR", logger="osprey.app"), pytest.raises(Exception) as info:
         boom()
     message = str(info.value)

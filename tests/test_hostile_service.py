@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from osprey import topk
-from osprey.errors import ServiceError
-from osprey.session import Session
-from osprey.uploads import UploadError, read_upload, upload_folder
+from osprey.app import top_classes
+from osprey.app.session import Session
+from osprey.app.uploads import UploadError, read_upload, upload_folder
+from osprey.core.errors import ServiceError
 
 
 @pytest.fixture()
@@ -141,8 +141,8 @@ def test_concurrent_edits_of_one_session_are_serialised(tiny_service, session, m
     shown as "Error" with no text)."""
     import gradio as gr
 
-    import app
-    from osprey import service as service_module
+    from osprey.app import service as service_module
+    from osprey.app.handlers import edit_handler
 
     inside, overlaps, lock = [0], [], threading.Lock()
     real = service_module.replace
@@ -157,8 +157,8 @@ def test_concurrent_edits_of_one_session_are_serialised(tiny_service, session, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service_module, "replace", slow_replace)
-    rename = app.edit_handler(tiny_service, lambda s: tiny_service.rename(s, 2, "cup"))
-    delete = app.edit_handler(tiny_service, lambda s: tiny_service.delete(s, 0), chat=True)
+    rename = edit_handler(tiny_service, lambda s: tiny_service.rename(s, 2, "cup"))
+    delete = edit_handler(tiny_service, lambda s: tiny_service.delete(s, 0), chat=True)
     errors = []
 
     def run(handler):
@@ -184,12 +184,12 @@ def test_concurrent_edits_of_one_session_are_serialised(tiny_service, session, m
 
 def test_top_k_must_be_a_whole_number(tiny_service, session):
     with pytest.raises(ServiceError, match="whole number"):
-        topk.classify(tiny_service.osprey, session, "coco", top_k=2.9)
-    assert len(topk.classify(tiny_service.osprey, session, "coco", top_k=2.0)[0][1]) == 2
+        top_classes.classify(tiny_service.osprey, session, "coco", top_k=2.9)
+    assert len(top_classes.classify(tiny_service.osprey, session, "coco", top_k=2.0)[0][1]) == 2
 
 
 def test_a_vocabulary_file_with_a_byte_order_mark(tmp_path):
-    from osprey.vocabulary import read_file, resolve
+    from osprey.inference.vocabularies import read_file, resolve
 
     path = tmp_path / "classes.txt"
     path.write_bytes("\ufeffdog\ncat\n".encode())
@@ -232,7 +232,7 @@ def test_read_upload_takes_only_regular_files_in_the_upload_folder(tmp_path):
 def test_the_endpoints_refuse_paths_even_without_the_gate(tiny_service):
     from types import SimpleNamespace
 
-    from osprey.api import Endpoints
+    from osprey.app.http_api import Endpoints
 
     api = Endpoints(tiny_service)
     request = SimpleNamespace(session_hash="no-gate")
@@ -244,13 +244,13 @@ def test_the_endpoints_refuse_paths_even_without_the_gate(tiny_service):
 
 
 def test_the_app_caps_malloc_arenas_unless_the_operator_set_them():
-    """Freed memory of worker threads goes back to the system (osprey/memory.py); run in a
+    """Freed memory of worker threads goes back to the system (osprey/core/memory.py); run in a
     child process, as the cap is process-wide."""
     import os
     import subprocess
     import sys
 
-    code = "from osprey.memory import limit_malloc_arenas as f; print(f())"
+    code = "from osprey.core.memory import limit_malloc_arenas as f; print(f())"
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     run = {"args": [sys.executable, "-c", code], "capture_output": True, "text": True,
            "cwd": Path(__file__).resolve().parents[1]}  # fmt: skip

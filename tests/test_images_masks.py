@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from osprey.images import ImageError, load_image, to_rgb
-from osprey.masks import (
+from osprey.core.images import ImageError, load_image, to_rgb
+from osprey.core.masks import (
     MaskError,
     box_to_polygon,
     decode_rle,
@@ -109,7 +109,7 @@ def _encoded(rgb, fmt: str, **kw) -> bytes:
 
 
 def test_a_handle_from_bytes_is_the_array_path_bit_for_bit(voc):
-    from osprey.images import ImageHandle, image_key, load_image, pil_key
+    from osprey.core.images import ImageHandle, image_key, load_image, pil_key
 
     for data in (_encoded(voc["rgb"], "PNG"), _encoded(voc["rgb"], "JPEG", quality=90)):
         rgb = load_image(data)
@@ -128,8 +128,8 @@ def test_sam_and_osprey_read_a_handle_as_they_read_its_array(voc):
     the memory."""
     import torch
 
-    from osprey.images import ImageHandle, load_image
-    from osprey.processor import preprocess_image
+    from osprey.core.images import ImageHandle, load_image
+    from osprey.inference.preprocess import preprocess_image
     from sam_bridge import SamBridge
 
     data = _encoded(voc["rgb"], "JPEG", quality=90)
@@ -150,7 +150,7 @@ def test_rle_masks_give_the_same_logits_as_arrays(tiny_osprey, voc):
     logits of the same masks passed as arrays."""
     import torch
 
-    from osprey.masks import RleMasks, encode_rle
+    from osprey.core.masks import RleMasks, encode_rle
     from osprey.model.mask_extractor import chunk_size
 
     masks = voc["masks"][:3]

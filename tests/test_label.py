@@ -17,7 +17,8 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from osprey.errors import UsageError
+from osprey.core.errors import UsageError
+from osprey.core.masks import encode_rle
 from osprey.label.cli import main
 from osprey.label.coco import to_coco, write_json_atomic
 from osprey.label.inputs import ImageItem, list_images
@@ -26,7 +27,6 @@ from osprey.label.regions import RegionIndex
 from osprey.label.runner import LocalBackend, label_dataset
 from osprey.label.shards import ShardStore, shard_dir
 from osprey.label.tasks import parse_tasks
-from osprey.masks import encode_rle
 from tests.support.label import SIZES, TINY_FLAGS, photo_folder, tiny_settings
 from tests.support.readme import blocks
 
@@ -227,7 +227,7 @@ def test_the_tiny_sam2_labels_through_the_cli_and_settings_keep_the_choice(tmp_p
 
 
 def test_an_unknown_sam_is_one_line_before_any_work(tmp_path, photos, capsys):
-    from osprey.options import run
+    from osprey.core.options import run
 
     out = str(tmp_path / "labels.json")
     assert run(main, [str(photos), "--out", out, "--tiny", "--sam", "sam9"]) == 1
@@ -244,7 +244,7 @@ def test_vocab_gives_each_region_its_top_k_and_the_categories(tmp_path, photos, 
     assert main(argv) == 0
     coco = COCO(str(out))
     data = coco.dataset
-    from osprey.vocabulary import builtin
+    from osprey.inference.vocabularies import builtin
 
     assert [c["name"] for c in data["categories"]] == builtin("cityscapes").names
     assert data["info"]["settings"]["top_k"] == 3
@@ -265,7 +265,7 @@ def test_vocab_gives_each_region_its_top_k_and_the_categories(tmp_path, photos, 
 
 
 def test_vocab_errors_are_one_line_before_any_work(tmp_path, photos, capsys):
-    from osprey.options import run
+    from osprey.core.options import run
 
     out = str(tmp_path / "x.json")
     assert run(main, [str(photos), "--out", out, "--tiny", "--vocab", "cocoo"]) == 1
@@ -280,7 +280,7 @@ def test_vocab_errors_are_one_line_before_any_work(tmp_path, photos, capsys):
 
 
 def test_cli_errors_are_one_line(tmp_path, photos, capsys):
-    from osprey.options import run
+    from osprey.core.options import run
 
     out = str(tmp_path / "x.json")
     assert run(main, [str(photos), "--out", out, "--tiny", "--tasks", "colour"]) == 1

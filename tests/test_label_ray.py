@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from osprey.errors import OspreyError
+from osprey.core.errors import OspreyError
 from osprey.label.cli import main
 from osprey.label.inputs import list_images
 from osprey.label.job import LabelSettings

@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Functions and classes over budget, each with the reason it stays whole.
 MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 250
+LAYERS = ("core", "model", "inference", "app")
+# Python files at osprey/'s top level: the package and `python -m osprey` (the command line).
+TOP_LEVEL = {"__init__.py", "__main__.py"}
+MAX_APP_PY_LINES = 100
 OVER_BUDGET: dict[str, str] = {}
 
 
@@ -33,11 +37,11 @@ def test_layering_sees_relative_imports_and_fails_on_a_violation(tmp_path):
         {
             "osprey/__init__.py": "",
             "osprey/model/__init__.py": "",
-            "osprey/model/osprey.py": "from ..pipeline import Osprey\n",  # upwards, relative
+            "osprey/model/osprey.py": "from ..inference.facade import Osprey\n",  # upwards
             "osprey/eval/__init__.py": "",
             "osprey/eval/cli.py": "from .common import x\nfrom . import metrics\n",
             "sam_bridge/__init__.py": "",
-            "sam_bridge/predictor.py": "from osprey.pipeline import Osprey\nimport gradio\n",
+            "sam_bridge/predictor.py": "from osprey.inference.facade import Osprey\nimport gradio\n",
             "app.py": "import sam_bridge\nimport gradio\n",
         },
     )
@@ -46,8 +50,8 @@ def test_layering_sees_relative_imports_and_fails_on_a_violation(tmp_path):
     }  # fmt: skip
     assert imports("osprey.model/", root / "osprey/model/__init__.py") == set()
     found = violations(root)
-    assert "osprey.model.osprey imports osprey.pipeline" in found
-    assert "sam_bridge.predictor imports osprey.pipeline" in found
+    assert "osprey.model.osprey imports osprey.inference.facade" in found
+    assert "sam_bridge.predictor imports osprey.inference.facade" in found
     assert "sam_bridge.predictor imports gradio" in found
     assert not [v for v in found if v.startswith(("app ", "osprey.eval"))]
 
@@ -68,6 +72,7 @@ def _budget_files(root: Path) -> list[Path]:
     return [
         root / "app.py",
         *sorted(root.glob("osprey/*.py")),
+        *(p for layer in LAYERS for p in sorted(root.glob(f"osprey/{layer}/*.py"))),
         *sorted(root.glob("sam_bridge/*.py")),
     ]
 
@@ -99,3 +104,68 @@ def test_no_import_time_side_effects():
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                 bad.append(f"{module}: top-level call {ast.unparse(node)[:60]}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_tree_is_the_diagram():
+    """osprey/ holds its package files and its folders; every folder says what it owns."""
+    top = {p.name for p in (REPO / "osprey").glob("*.py")}
+    assert top == TOP_LEVEL, f"modules at osprey/'s top level: {sorted(top - TOP_LEVEL)}"
+    for folder in sorted(
+        p for p in (REPO / "osprey").iterdir() if p.is_dir() and p.name != "__pycache__"
+    ):
+        if not any(folder.glob("*.py")):
+            continue  # data folders (vocabularies, static files)
+        init = folder / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text())) if init.is_file() else None
+        assert doc and len(doc) > 40, (
+            f"{folder.name}/__init__.py has no docstring saying what it owns"
+        )
+    lines = len((REPO / "app.py").read_text().splitlines())
+    assert lines <= MAX_APP_PY_LINES, f"app.py has {lines} lines"
+
+
+def test_no_import_circle():
+    """No module of the tree imports (directly or through others) a module that imports it."""
+    names = {m.rstrip("/"): p for m, p in modules(REPO)}
+    graph = {}
+    for module, path in modules(REPO):
+        name = module.rstrip("/")
+        graph[name] = {i for i in imports(module, path) if i in names and i != name}
+    assert _cycles(graph) == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_circle_check_finds_a_planted_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

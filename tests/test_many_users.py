@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
-from osprey.pipeline import Osprey
-from osprey.service import RegionChat
-from osprey.session import Session
+from osprey.app.demo import build_demo
+from osprey.app.main import parse_args
+from osprey.app.service import RegionChat
+from osprey.app.session import Session
+from osprey.app.startup import build_service
+from osprey.inference.facade import Osprey
 from sam_bridge import SamBridge
 from tests.support.servers import serving
 
@@ -20,10 +22,10 @@ QUESTION = "What is region1 doing here?"
 
 @pytest.fixture(scope="module")
 def batched_app():
-    service = app.build_service(app.parse_args(["--tiny"]))
+    service = build_service(parse_args(["--tiny"]))
     assert service.osprey.generator.engine is not None  # the app batches by default
     service.stream_interval = 0.01  # the tiny model's whole answer takes about 0.1 s: see it stream
-    with serving(app.build_demo(service)) as url:
+    with serving(build_demo(service)) as url:
         yield url, service
     service.osprey.generator.disable_batching()
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from osprey.config import ExtractorConfig
+from osprey.inference.preprocess import prepare_masks, preprocess_image
+from osprey.model.config import ExtractorConfig
 from osprey.model.mask_extractor import MaskExtractor, mask_pooling
 from osprey.model.osprey import SpliceError, scatter_tokens
-from osprey.processor import prepare_masks, preprocess_image
 
 
 def _reference_region_tokens(ext: MaskExtractor, levels: dict, mask: np.ndarray):

@@ -40,7 +40,7 @@ def _on_terminal(argv: list[str], answer: str = "y\n", timeout: float = 300) -> 
 @pytest.fixture(scope="module")
 def evil_checkpoint(tmp_path_factory, tiny_parts):
     """The tiny model saved in our format, its tokenizer config asking for its own code."""
-    from osprey.checkpoint import save_osprey
+    from osprey.model.checkpoint import save_osprey
 
     root = tmp_path_factory.mktemp("evil")
     path = save_osprey(*tiny_parts, root / "model")

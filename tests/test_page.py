@@ -1,4 +1,4 @@
-"""The canvas page's server side (osprey/page.py) without a browser: the page's prompt is checked
+"""The canvas page's server side (osprey/app/canvas_page.py) without a browser: the page's prompt is checked
 like any user input, replaying it gives the server's own click path, the view holds only
 display-size files, and the fallback answers with display-size masks."""
 
@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from osprey import viz
-from osprey.errors import ServiceError
-from osprey.page import Assets, Page, pack_masks, parse_prompt
-from osprey.session import Session
+from osprey.app import drawing
+from osprey.app.canvas_page import Assets, Page, pack_masks, parse_prompt
+from osprey.app.session import Session
+from osprey.core.errors import ServiceError
 from tests.support.sam import photo
 
 BAD = [
@@ -74,7 +74,7 @@ def test_fallback_preview_is_display_size_and_incremental(tiny_service, page, vo
     first = page.preview(s, {"clicks": [[900, 700, "positive"]], "id": 1}).preview
     assert first["id"] == 1 and len(first["scores"]) == 3
     png = cv2.imread(str(page.assets.directory / first["masks"].split("/")[-1]), -1)
-    assert png.shape == viz.display_size(1500, 2000)
+    assert png.shape == drawing.display_size(1500, 2000)
     expected = tiny_service.sam.predict(s.image, points=[(900, 700)], mask_size=png.shape)
     assert np.array_equal(png & 1 > 0, expected.candidates[0].mask)
     second = page.preview(s, {"clicks": [[900, 700, "positive"], [300, 300, "negative"]]}).preview
@@ -110,7 +110,7 @@ def test_assets_prune_generated_files_only(tmp_path):
 def test_each_model_gets_its_own_embedding_file(tiny_service, voc, tmp_path):
     """Two SAMs on one assets folder (two apps, or an app restarted with other weights) never
     serve each other's embeddings."""
-    from osprey.prompting import MaskPrompts
+    from osprey.app.mask_prompts import MaskPrompts
     from sam_bridge import SamBridge
 
     other = SamBridge.tiny(seed=1)
@@ -128,7 +128,7 @@ def test_a_decoder_that_cannot_be_built_leaves_the_server_path(tmp_path, capsys,
     the 8-bit step fails, the page gets the float32 decoder."""
     import pytest
 
-    from osprey.prompting import MaskPrompts
+    from osprey.app.mask_prompts import MaskPrompts
     from sam_bridge import SamBridge, onnx_export
 
     sam = SamBridge.tiny(seed=2)

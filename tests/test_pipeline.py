@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from osprey.conversation import ContextLengthError, RenderError, task_message
-from osprey.devices import resolve_device, resolve_dtype
-from osprey.images import ImageError
-from osprey.pipeline import Generation, Osprey
-from osprey.processor import RegionError
+from osprey.core.devices import resolve_device, resolve_dtype
+from osprey.core.images import ImageError
+from osprey.inference.facade import Generation, Osprey
+from osprey.inference.preprocess import RegionError
+from osprey.inference.prompt_format import ContextLengthError, RenderError, task_message
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_greedy_is_deterministic_and_sampling_is_seeded(osp, voc):
 
 def test_regions_change_the_answer_distribution(osp, voc):
     """The mask really reaches the LLM: different regions give different next-token logits."""
-    from osprey.conversation import TEMPLATES, Turn, render
+    from osprey.inference.prompt_format import TEMPLATES, Turn, render
 
     prompt = render([Turn(task_message("category"))], TEMPLATES["osprey_v1"])[0]
     l0 = osp.logits(voc["rgb"], voc["masks"][:1], prompt)
@@ -110,7 +110,7 @@ def test_a_throttled_stream_joins_words_and_holds_none_back(osp):
     the text is the same, and a word is not held back waiting for the next one: here the
     answer pauses until the consumer has seen its second word, which would never happen if
     the stream waited for more."""
-    from osprey.generation import Answer, stream
+    from osprey.inference.generator import Answer, stream
 
     seen_b = threading.Event()
 

@@ -6,8 +6,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from osprey import constants as C
-from osprey.processor import RegionError, prepare_masks, preprocess_image, resize_shortest_edge
+from osprey.core import constants as C
+from osprey.inference.preprocess import (
+    RegionError,
+    prepare_masks,
+    preprocess_image,
+    resize_shortest_edge,
+)
 
 
 def _reference_pixels(rgb: np.ndarray) -> torch.Tensor:

@@ -5,8 +5,8 @@ import builtins
 import pytest
 import torch
 
-from osprey.conversation import TEMPLATES, Turn, render, task_message
-from osprey.pipeline import Generation, Osprey
+from osprey.inference.facade import Generation, Osprey
+from osprey.inference.prompt_format import TEMPLATES, Turn, render, task_message
 
 pytest.importorskip("bitsandbytes", reason="bitsandbytes is in requirements.txt")
 

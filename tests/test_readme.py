@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import app
-from osprey.vocabulary import builtin
+from osprey.app.demo import build_demo
+from osprey.inference.vocabularies import builtin
 from tests.support.readme import blocks
 from tests.support.servers import serving
 
-REPO = app.REPO
+REPO = Path(__file__).resolve().parents[1]
 BLOCKS = blocks()
 
 
@@ -52,7 +52,7 @@ def test_sam_python_example_runs():
 
 @pytest.fixture(scope="module")
 def url(tiny_service):
-    with serving(app.build_demo(tiny_service)) as address:
+    with serving(build_demo(tiny_service)) as address:
         yield address
 
 

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
-from osprey import viz
-from osprey.page import Assets, Page
-from osprey.session import Session
+from osprey.app import drawing
+from osprey.app.canvas_page import Assets, Page
+from osprey.app.demo import build_demo
+from osprey.app.main import parse_args
+from osprey.app.session import Session
+from osprey.app.startup import build_service
 from sam_bridge import SamBridge
 from tests.support.sam import photo
 from tests.support.servers import serving
@@ -19,15 +21,15 @@ from tests.support.servers import serving
 
 @pytest.fixture(scope="module")
 def service(tiny_osprey):
-    from osprey.service import RegionChat
+    from osprey.app.service import RegionChat
 
     return RegionChat(tiny_osprey, SamBridge.tiny(family="sam2"), max_new_tokens=6)
 
 
 def test_tiny_app_builds_the_sam_the_options_name():
-    sam2 = app.build_service(app.parse_args(["--tiny", "--sam", "sam2.1-tiny"]))
+    sam2 = build_service(parse_args(["--tiny", "--sam", "sam2.1-tiny"]))
     assert sam2.sam.family.name == "sam2" and sam2.untrained
-    sam1 = app.build_service(app.parse_args(["--tiny"]))  # --tiny alone: today's tiny SAM 1
+    sam1 = build_service(parse_args(["--tiny"]))  # --tiny alone: today's tiny SAM 1
     assert sam1.sam.family.name == "sam1" and sam1.sam.model_type == "tiny"
 
 
@@ -46,7 +48,7 @@ def test_upload_click_refine_box_add_ask(service, voc):
     answers = service.describe(s, "category")
     assert [name for name, _ in answers] == ["region1", "region2"]
     assert list(service.ask(s, "What is region1?"))
-    assert service.sam.stats.encodes == 1 and viz.render(s).shape == voc["rgb"].shape
+    assert service.sam.stats.encodes == 1 and drawing.render(s).shape == voc["rgb"].shape
 
 
 def test_everything_pick_and_describe_all(service, voc):
@@ -105,7 +107,7 @@ def test_the_http_api_segments_with_sam2(service, voc, tmp_path):
 
     path = tmp_path / "photo.png"
     Image.fromarray(voc["rgb"]).save(path)
-    with serving(app.build_demo(service)) as url:
+    with serving(build_demo(service)) as url:
         client = Client(url, verbose=False)
         mask, info = client.predict(handle_file(str(path)), "[[250, 180], [60, 40]]", "[1, 0]",
                                     "[40, 30, 400, 330]", api_name="/segment")  # fmt: skip

@@ -13,8 +13,8 @@ from PIL import Image
 from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from osprey.images import image_key, load_image
-from osprey.masks import decode_rle, encode_rle, load_mask_png, mask_box, save_mask_png
+from osprey.core.images import image_key, load_image
+from osprey.core.masks import decode_rle, encode_rle, load_mask_png, mask_box, save_mask_png
 from sam_bridge import (
     Candidate,
     EmptyMaskError,

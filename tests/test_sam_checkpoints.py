@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from osprey.errors import UsageError
+from osprey.core.errors import UsageError
 from sam_bridge import SamBridge, SamBridgeError
 from sam_bridge.build import (
     build_sam,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sam_bridge
-from osprey.masks import decode_rle, load_mask_png
+from osprey.core.masks import decode_rle, load_mask_png
 from sam_bridge.checkpoints import CHECKPOINTS
 from sam_bridge.cli import TINY_WARNING, main
 
@@ -235,9 +235,11 @@ def test_public_names_resolve_lazily():
 
 
 def test_sam_bridge_uses_only_the_base_layer_of_osprey():
-    """sam_bridge knows nothing about the Osprey model: of osprey it imports the base layer only
-    (errors, images, masks, cache, devices, options; see tests/support/layering.py)."""
-    allowed = {f"osprey.{m}" for m in ("errors", "images", "masks", "cache", "devices", "options")}
+    """sam_bridge knows nothing about the Osprey model: of osprey it imports the core layer only
+    (errors, images, masks, lru, devices, options; see tests/support/layering.py)."""
+    allowed = {
+        f"osprey.core.{m}" for m in ("errors", "images", "masks", "lru", "devices", "options")
+    }
     for path in (REPO / "sam_bridge").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from osprey.masks import decode_rle, encode_rle, mask_box, rle_area, rle_box
+from osprey.core.masks import decode_rle, encode_rle, mask_box, rle_area, rle_box
 from sam_bridge import AutoMask, SamBridge, SamBridgeError, mask_at, segment_everything
 from tests.support.sam import count_encoder, fake_decoder
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from transformers import Sam2Model
 
-from osprey.images import load_image
-from osprey.masks import mask_box
+from osprey.core.images import load_image
+from osprey.core.masks import mask_box
 from sam_bridge import SamBridge, SamBridgeError, mask_at
-from sam_bridge.family import make_family
 from sam_bridge.names import TINY_SAM2
+from sam_bridge.predictor import make_family
 from sam_bridge.sam2_build import build_tiny_sam2
 from sam_bridge.sam2_family import Sam2Frame
 from tests.support.sam import count_encoder, fake_decoder, photo, spy_prompts

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from osprey.page import pack_maps
+from osprey.app.canvas_page import pack_maps
 from sam_bridge import SamBridge
 from sam_bridge.sam2_onnx import Sam2PageDecoder
 from tests.support.page_decoder import decode, feeds_sam2, iou, unpack_maps

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from osprey import viz
-from osprey.masks import decode_rle
-from osprey.service import RegionChat, ServiceError, Session
-from osprey.session import to_model_names, to_user_names
+from osprey.app import drawing
+from osprey.app.service import RegionChat, ServiceError, Session
+from osprey.app.session import to_model_names, to_user_names
+from osprey.core.masks import decode_rle
 
 
 def _with_regions(service: RegionChat, voc, n: int) -> Session:
@@ -44,7 +44,7 @@ def test_upload_click_add_ask_answer(tiny_service, voc):
     assert chunks and s.history == [("What is region1?", chunks[-1].text)]
     # one SAM encode and one vision encode for the image, however many clicks and questions
     assert service.sam.stats.encodes - enc0 <= 1 and service.osprey.images.calls - vis0 <= 1
-    assert viz.render(s).shape == voc["rgb"].shape
+    assert drawing.render(s).shape == voc["rgb"].shape
 
 
 def test_box_prompt_and_region_list_editing(tiny_service, voc):
@@ -78,7 +78,7 @@ def test_box_prompt_and_region_list_editing(tiny_service, voc):
 
 
 def tiny_service_color(i):
-    return viz.color(i)
+    return drawing.color(i)
 
 
 def test_names_map_to_region_numbers_and_back(tiny_service, voc):
@@ -182,7 +182,7 @@ def test_segment_everything_pick_and_describe_all(tiny_service, voc):
     assert tiny_service.current_mask(s).sum() <= a.area
     rows = tiny_service.describe_all(s, limit=3)
     assert len(rows) == min(3, n) and all(r["category"] is not None for r in rows)
-    assert s.auto_labels and viz.render(s).shape == voc["rgb"].shape
+    assert s.auto_labels and drawing.render(s).shape == voc["rgb"].shape
 
 
 def test_a_chat_longer_than_the_context_drops_old_turns_and_says_so(tiny_service, voc):
@@ -204,9 +204,10 @@ def test_an_export_taken_while_an_answer_streams_holds_the_partial_turn(tiny_ser
 
 
 def test_tiny_mode_segment_everything_finds_masks(voc):
-    import app
+    from osprey.app.main import parse_args
+    from osprey.app.startup import build_service
 
-    service = app.build_service(app.parse_args(["--tiny"]))
+    service = build_service(parse_args(["--tiny"]))
     s = Session()
     service.open_image(s, voc["rgb"])
     assert service.segment_everything(s) > 0
@@ -248,7 +249,7 @@ def test_on_a_cpu_new_uploads_are_encoded_on_a_nicer_lane(tiny_osprey, voc, monk
     Its errors still reach the caller; without the lane the encoders run on the caller."""
     import os
 
-    from osprey.priority import ENCODE_NICE
+    from osprey.core.priority import ENCODE_NICE
     from sam_bridge import SamBridge
 
     if not os.path.isdir("/proc/self/task"):

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from osprey import shared_prefix as sp
-from osprey.pipeline import Generation, Osprey
+from osprey.inference import shared_prefix_batch as sp
+from osprey.inference.facade import Generation, Osprey
 
 
 def _reference(query, prefix_k, prefix_v, key, value, mask):
@@ -115,7 +115,7 @@ def test_row_bytes_counts_the_suffix_not_the_prefix():
 
     from transformers import LlamaConfig
 
-    from osprey.config import LLMConfig
+    from osprey.model.config import LLMConfig
 
     cfg = LlamaConfig(**asdict(LLMConfig()))  # the 7B's shapes
     row = sp.row_bytes(cfg, 2, prefix=1100, suffix=30, new=64)

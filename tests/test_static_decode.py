@@ -6,9 +6,9 @@ import threading
 import pytest
 import torch
 
-from osprey import generation
-from osprey.conversation import task_message
-from osprey.pipeline import Generation, Osprey
+from osprey.inference import generator
+from osprey.inference.facade import Generation, Osprey
+from osprey.inference.prompt_format import task_message
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +109,15 @@ def test_auto_batch_rows_follow_free_memory(tiny_parts, monkeypatch):
     model, tok = tiny_parts
     osp = Osprey(model, tok)  # batch_size="auto"
     row = 3_000_000
-    monkeypatch.setattr(generation, "free_memory", lambda device: 10 * row)
+    monkeypatch.setattr(generator, "free_memory", lambda device: 10 * row)
     assert osp.generator.rows_per_batch(row) == 5  # half of the free memory
-    monkeypatch.setattr(generation, "free_memory", lambda device: row)
+    monkeypatch.setattr(generator, "free_memory", lambda device: row)
     assert osp.generator.rows_per_batch(row) == 1  # never zero
-    monkeypatch.setattr(generation, "free_memory", lambda device: 10**6 * row)
-    assert osp.generator.rows_per_batch(row) == generation.MAX_BATCH_ROWS
+    monkeypatch.setattr(generator, "free_memory", lambda device: 10**6 * row)
+    assert osp.generator.rows_per_batch(row) == generator.MAX_BATCH_ROWS
     osp.generator.batch_size = 3
     assert osp.generator.rows_per_batch(row) == 3
-    assert generation.free_memory(torch.device("cpu")) > 0
+    assert generator.free_memory(torch.device("cpu")) > 0
 
 
 @pytest.mark.gpu

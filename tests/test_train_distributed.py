@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from osprey.checkpoint import load_osprey
+from osprey.model.checkpoint import load_osprey
 from tests.support.data import write_tree as write_data_tree
 from tests.support.servers import free_port
 
@@ -64,7 +64,7 @@ def test_torchrun_ddp_two_processes(tmp_path, voc):
         p.name for p in (out / "checkpoint-3").iterdir()
     }
     model, _ = load_osprey(out)
-    from osprey.tiny import build_tiny
+    from osprey.model.tiny import build_tiny
 
     start = build_tiny(seed=42)[0]  # the run's seed builds the same tiny-random model
     for (name, a), b in zip(start.vision.state_dict().items(), model.vision.state_dict().values()):

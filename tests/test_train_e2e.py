@@ -2,7 +2,7 @@
 published formats around the real VOC photo, then resume, LoRA, and the inference API.
 
 The runs use a tiny model at 256 px (256 image tokens instead of 1024, to fit the CPU budget; the
-data path is the same). The tiny model's LLM is initialised with large weights (see osprey.tiny) so
+data path is the same). The tiny model's LLM is initialised with large weights (see osprey.model.tiny) so
 that its outputs depend on its inputs: at transformers' std 0.02 attention is uniform and the
 logits near zero, so neither the projector nor the extractor could move the loss. LRs are high and
 constant so that a dozen steps show learning; seeds are fixed.
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from osprey.checkpoint import load_osprey, read_tensors, save_osprey, weight_files
-from osprey.config import tiny_config
+from osprey.model.checkpoint import load_osprey, read_tensors, save_osprey, weight_files
+from osprey.model.config import tiny_config
 from osprey.train.train import main
 from tests.support.data import write_tree as write_data_tree
 
@@ -83,7 +83,7 @@ def _check_parts(before: dict, after: dict, trained: tuple[str, ...]) -> None:
 def runs(voc, tmp_path_factory):
     """Stage 1 -> stage 2 (from the stage-1 projector) -> stage 3 (from the stage-2 checkpoint,
     checkpoint at step 6 of 10) -> stage 3 again, resumed from that checkpoint."""
-    from osprey.tiny import build_tiny
+    from osprey.model.tiny import build_tiny
 
     root = tmp_path_factory.mktemp("train")
     specs = write_data_tree(voc, root)
@@ -169,7 +169,7 @@ def test_resume_continues_at_the_saved_step_and_data_position(runs):
 
 
 def test_trained_checkpoint_loads_and_generates_with_the_pipeline(runs, voc):
-    from osprey.pipeline import Generation, Osprey
+    from osprey.inference.facade import Generation, Osprey
 
     osp = Osprey(*load_osprey(runs["s3"]), name="stage3")
     assert osp.model.config.vision.image_size == 256

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from osprey import constants as C
-from osprey.checkpoint import load_osprey
+from osprey.core import constants as C
+from osprey.model.checkpoint import load_osprey
 from osprey.train.train import main
 from tests.support.data import write_tree as write_data_tree
 
@@ -79,7 +79,7 @@ def test_stage3_on_smollm2_trains_saves_and_generates(tmp_path, voc):
     ends = [i for i in range(len(ids)) if labels[i] != C.IGNORE_INDEX == labels[i + 1]]
     assert len(ends) == 3 and all(ids[i] == tok.eos_token_id for i in ends)  # three answers
 
-    from osprey.pipeline import Generation, Osprey
+    from osprey.inference.facade import Generation, Osprey
 
     answer = Osprey(model, tok).ask(
         voc["rgb"], voc["masks"][15:16], "Is region1 a person?", gen=Generation(max_new_tokens=3)

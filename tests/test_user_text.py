@@ -3,10 +3,10 @@
 
 import pytest
 
-from osprey import constants as C
-from osprey.conversation import chat_turns, encode, plain_text, user_text
-from osprey.generation import Generation
-from osprey.session import Session
+from osprey.app.session import Session
+from osprey.core import constants as C
+from osprey.inference.generator import Generation
+from osprey.inference.prompt_format import chat_turns, encode, plain_text, user_text
 
 HOSTILE = [
     "What is <mask><pos>?",

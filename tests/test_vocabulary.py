@@ -1,10 +1,10 @@
 """Built-in vocabularies (package data with named sources) and user lists checked as untrusted
-input (osprey/vocabulary.py)."""
+input (osprey/inference/vocabularies.py)."""
 
 import pytest
 
-from osprey import vocabulary as V
-from osprey.vocabulary import VocabularyError
+from osprey.inference import vocabularies as V
+from osprey.inference.vocabularies import VocabularyError
 
 
 @pytest.mark.parametrize(

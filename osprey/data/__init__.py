@@ -3,5 +3,5 @@ builds a stage's mixture from its dataset specs, the tokenising dataset and the 
 
 Sources yield :class:`~osprey.data.sample.Sample` objects (image path, region masks, turns) and
 never tokenise; :mod:`osprey.data.dataset` turns them into ids and labels through
-``osprey.conversation.encode``, the one owner of the prompt format.
+``osprey.inference.prompt_format.encode``, the one owner of the prompt format.
 """

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from osprey import constants as C
+from osprey.core import constants as C
 
 
 @dataclass

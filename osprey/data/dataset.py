@@ -1,4 +1,4 @@
-"""The training dataset: a mixture of sources, tokenised with ``osprey.conversation.encode``.
+"""The training dataset: a mixture of sources, tokenised with ``osprey.inference.prompt_format.encode``.
 
 Item ``i`` of the mixture is record ``i - offset`` of the source it falls in (concatenation, as
 the original's ``ConcatDataset``). Its random choices come from a generator seeded with
@@ -24,7 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from osprey.conversation import (
+from osprey.data.sample import Rejected, Sample
+from osprey.data.sources.base import Source
+from osprey.inference.preprocess import preprocess_image
+from osprey.inference.prompt_format import (
     TEMPLATES,
     ContextLengthError,
     Encoded,
@@ -33,9 +36,6 @@ from osprey.conversation import (
     Turn,
     encode,
 )
-from osprey.data.sample import Rejected, Sample
-from osprey.data.sources.base import Source
-from osprey.processor import preprocess_image
 
 # Consecutive rejected records after which the data is declared broken rather than noisy.
 MAX_CONSECUTIVE_REJECTIONS = 64

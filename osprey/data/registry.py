@@ -12,6 +12,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from osprey.core.errors import OspreyError
 from osprey.data.sources.base import Source
 from osprey.data.sources.coco import CocoRegions, PartImageNet, PascalPart
 from osprey.data.sources.llava import LlavaConversations
@@ -25,7 +26,6 @@ from osprey.data.sources.osprey724k import (
 from osprey.data.sources.refcoco import RefCOCO, RefCOCOPlus
 from osprey.data.sources.vcr import VCR
 from osprey.data.sources.vg import VisualGenome
-from osprey.errors import OspreyError
 
 SOURCES: dict[str, type[Source]] = {
     "coco": CocoRegions,

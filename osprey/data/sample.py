@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osprey.conversation import Turn
+from osprey.inference.prompt_format import Turn
 
 
 class Rejected(Exception):

@@ -1,6 +1,6 @@
 """``python -m osprey.datagen``: see :mod:`osprey.datagen.cli`."""
 
+from osprey.core.options import run
 from osprey.datagen.cli import main
-from osprey.options import run
 
 raise SystemExit(run(main))

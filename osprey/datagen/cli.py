@@ -136,7 +136,7 @@ def _task_options(task: str, p: argparse.ArgumentParser) -> None:
 
 
 def _api(args: argparse.Namespace):
-    from osprey.llm_api import ChatAPI  # deferred: imports openai
+    from osprey.core.openai_client import ChatAPI  # deferred: imports openai
 
     return ChatAPI(
         args.base_url,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from osprey.core.masks import decode_segmentation
 from osprey.datagen import templates
 from osprey.datagen.negatives import SimilarNames, nearest_other
 from osprey.datagen.records import make_skeleton, region_tag
@@ -29,7 +30,6 @@ from osprey.datagen.sources import (
     rng_for,
     short_name,
 )
-from osprey.masks import decode_segmentation
 
 
 def _fill(template: str, region: int, category: str) -> str:

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from osprey.errors import OspreyError
-from osprey.masks import MaskError, decode_segmentation
+from osprey.core.errors import OspreyError
+from osprey.core.masks import MaskError, decode_segmentation
 
 if TYPE_CHECKING:
     from osprey.datagen.sources import ImageEntry, Instance

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osprey.core.openai_client import ChatAPI, map_concurrent
 from osprey.datagen.records import RecordError, assemble_record, check_header, validate_record
-from osprey.llm_api import ChatAPI, map_concurrent
 
 # ---------------------------------------------------------------------------------------------
 # data

@@ -2,7 +2,7 @@
 
 import sys
 
-from osprey.options import run
+from osprey.core.options import run
 
 from .cli import main
 

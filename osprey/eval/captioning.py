@@ -16,12 +16,12 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from osprey import prompts
-from osprey.masks import decode_segmentation
+from osprey.core import prompt_strings
+from osprey.core.masks import decode_segmentation
 
 from .common import DataError, ImageTask, Query, after_colon, read_json, resolve_image, strip_answer
 
-MESSAGE = prompts.BEGIN_DOT + prompts.QUESTION_REFCOCOG
+MESSAGE = prompt_strings.BEGIN_DOT + prompt_strings.QUESTION_REFCOCOG
 SOURCE = (
     "finetune_refcocog_val_with_mask.json from the Hugging Face dataset sunshine-lwt/Osprey-ValData "
     "(https://huggingface.co/datasets/sunshine-lwt/Osprey-ValData); images from COCO train2014"

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts
-from osprey.masks import decode_segmentation
+from osprey.core import prompt_strings
+from osprey.core.masks import decode_segmentation
 
 from .common import DataError, ImageTask, Query, after_colon, read_json, resolve_image, strip_answer
 from .metrics import semantic_iou, semantic_similarity
@@ -27,7 +27,7 @@ SOURCE = (
     "(https://huggingface.co/datasets/sunshine-lwt/Osprey-ValData); images from COCO 2017"
 )
 FILES = {"lvis": "lvis_val_1k_category.json", "paco": "paco_val_1k_category.json"}
-MESSAGE = prompts.BEGIN + prompts.QUESTION_CATEGORY
+MESSAGE = prompt_strings.BEGIN + prompt_strings.QUESTION_CATEGORY
 
 
 def normalise_category(name: str) -> str:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from osprey.constants import PAPER_MAX_NEW_TOKENS
-from osprey.options import checkpoints_dir, model_name, model_options, positive_int
+from osprey.core.constants import PAPER_MAX_NEW_TOKENS
+from osprey.core.options import checkpoints_dir, model_name, model_options, positive_int
 
 from .common import (
     DataError,
@@ -65,7 +65,7 @@ class OspreyRegionModel:
         top_p: float = 0.6,
         seed: int | None = None,
     ) -> str:
-        from osprey.pipeline import Generation
+        from osprey.inference.facade import Generation
 
         gen = Generation(max_new_tokens, do_sample, temperature, top_p, seed)
         return self.osprey.generate(image, list(masks) or None, message, gen).raw
@@ -78,8 +78,8 @@ class OspreyRegionModel:
 def load_model(args: argparse.Namespace) -> RegionModel:
     """The real model: ``osprey.Osprey.from_pretrained`` (imported only when a run needs it).
     Registry names (``osprey-7b``, ``tiny-random``, ...) and checkpoint directories both work."""
-    from osprey.errors import CheckpointError
-    from osprey.pipeline import Osprey
+    from osprey.core.errors import CheckpointError
+    from osprey.inference.facade import Osprey
 
     name = model_name(args)
     if name is None:
@@ -97,8 +97,8 @@ def load_model(args: argparse.Namespace) -> RegionModel:
 
 
 def load_judge(args: argparse.Namespace) -> Any:
-    """An OpenAI-compatible chat client for the judge (see ``osprey.llm_api.ChatAPI``)."""
-    from osprey.llm_api import ChatAPI
+    """An OpenAI-compatible chat client for the judge (see ``osprey.core.openai_client.ChatAPI``)."""
+    from osprey.core.openai_client import ChatAPI
 
     key = args.judge_api_key or os.environ.get("OPENAI_API_KEY")
     return ChatAPI(
@@ -176,7 +176,7 @@ def _scoring(p: argparse.ArgumentParser, vocab: bool) -> None:
     p.add_argument(
         "--scoring", choices=["generate", "likelihood"], default="generate",
         help="generate: answer, then match (the paper); likelihood: rank the class list by each "
-        "name's answer likelihood (osprey.classify), adds top-1/top-5 accuracy",
+        "name's answer likelihood (osprey.inference.topk_scoring), adds top-1/top-5 accuracy",
     )  # fmt: skip
     if vocab:
         p.add_argument(
@@ -329,7 +329,7 @@ def finish(args: argparse.Namespace, metrics: dict[str, Any], notes: list[str]) 
     run = "model " + (model_name(args) or f"(predictions {predictions_path(args)})")
     gen = generation(args).describe() if model_name(args) else "n/a (scored existing predictions)"
     if getattr(args, "scoring", "generate") == "likelihood":
-        gen = "none: likelihood ranking of the class list (osprey.classify)"
+        gen = "none: likelihood ranking of the class list (osprey.inference.topk_scoring)"
     notes = [f"{run}; generation: {gen}", *notes]
     if args.limit:
         notes.append(f"--limit {args.limit}: a smoke run on the first records, not comparable")
@@ -382,7 +382,7 @@ def _ovseg_paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 
 def run_ovseg(args: argparse.Namespace, loader: Callable, judge: Callable) -> str:
-    from osprey.vocabulary import resolve
+    from osprey.inference.vocabularies import resolve
 
     from . import ovseg, ranking
     from .metrics import load_sentence_model, resolve_sentence_model
@@ -407,7 +407,7 @@ def run_ovseg(args: argparse.Namespace, loader: Callable, judge: Callable) -> st
         truth = [vocab.names[k] for k in ovseg.segment_classes(items, ranked)]
         metrics |= ranking.accuracy(ranked, truth, vocab.names)
     notes = [
-        "classes ranked by answer likelihood (osprey.classify), each the sum of its synonyms"
+        "classes ranked by answer likelihood (osprey.inference.topk_scoring), each the sum of its synonyms"
         if classes is not None
         else f"sentence encoder: {resolve_sentence_model(args.sbert)}",
         "mIoU ground truth: "

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from osprey.errors import OspreyError
+from osprey.core.errors import OspreyError
 
 # ---------------------------------------------------------------------------------------------
 # errors
@@ -129,7 +129,7 @@ class GenerationConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# answer clean-up (the reference eval scripts; osprey.conversation.postprocess_answer will own
+# answer clean-up (the reference eval scripts; osprey.inference.prompt_format.postprocess_answer will own
 # the shared part once it lands, these stay the eval-specific steps)
 
 STOP = "</s>"
@@ -263,7 +263,7 @@ def run_queries(
     """Ask ``model`` every query of ``tasks`` not yet in ``store``; returns how many were asked."""
     from tqdm import tqdm
 
-    from osprey.images import load_image
+    from osprey.core.images import load_image
 
     todo = pending_tasks(tasks, store.__contains__)
     total = sum(q.id not in store for t in todo for q in t.queries)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts
-from osprey.masks import decode_segmentation
+from osprey.core import prompt_strings
+from osprey.core.masks import decode_segmentation
 
 from .common import (
     DataError,
@@ -187,7 +187,8 @@ def _region_query(qid: str, q: dict, category: str) -> Query:
     seg = q["annotation"]["segmentation"]
     return Query(
         id=qid,
-        message=prompts.BEGIN_DOT + q["text"].replace(prompts.REGION_REF, prompts.REGION),
+        message=prompt_strings.BEGIN_DOT
+        + q["text"].replace(prompt_strings.REGION_REF, prompt_strings.REGION),
         masks=lambda image: [decode_segmentation(seg, image.shape[0], image.shape[1])],
         meta={"question_id": q["question_id"], "category": category},
     )
@@ -348,7 +349,7 @@ def run_judge(
     stored, so a rerun retries them; they raise at the end."""
     from tqdm import tqdm
 
-    from osprey.llm_api import map_concurrent
+    from osprey.core.openai_client import map_concurrent
 
     todo = [it for it in items if it.id not in reviews]
     if not todo:

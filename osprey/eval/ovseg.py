@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from osprey import prompts
+from osprey.core import prompt_strings
 
 from .common import (
     DataError,
@@ -50,7 +50,7 @@ from .panoptic_metrics import (
     semantic_inference,
 )
 
-MESSAGE = prompts.BEGIN_DOT + prompts.QUESTION_OPEN_VOCAB
+MESSAGE = prompt_strings.BEGIN_DOT + prompt_strings.QUESTION_OPEN_VOCAB
 MAX_PROPOSALS = 300
 
 # detectron2's $DETECTRON2_DATASETS layout: (images, panoptic json, semantic labels)

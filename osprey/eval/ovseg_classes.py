@@ -2,14 +2,14 @@
 
 The synonym lists are FC-CLIP's prompt-engineered class files that Osprey evaluates with
 (``cityscapes_with_prompt_eng.txt``, ``ade20k_150_with_prompt_eng.txt``), kept as the built-in
-vocabularies ``cityscapes`` and ``ade20k`` (``osprey/vocab/*.txt``: one class per line in
+vocabularies ``cityscapes`` and ``ade20k`` (``osprey/inference/vocab/*.txt``: one class per line in
 contiguous-id order, its synonyms separated by commas). Each synonym is put into
 :data:`TEMPLATE`; a class scores the best cosine over its synonyms.
 """
 
 from __future__ import annotations
 
-from osprey.vocabulary import builtin
+from osprey.inference.vocabularies import builtin
 
 TEMPLATE = "There is a {} in the scene."
 

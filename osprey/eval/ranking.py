@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from osprey.vocabulary import Vocabulary, resolve
+from osprey.inference.vocabularies import Vocabulary, resolve
 
 from .common import DataError, ImageTask, PredictionStore, pending_tasks
 
@@ -67,7 +67,7 @@ def run_rankings(
     query), all the regions of an image in one call. Returns how many regions were ranked."""
     from tqdm import tqdm
 
-    from osprey.images import load_image
+    from osprey.core.images import load_image
 
     todo = pending_tasks(tasks, store.__contains__)
     total = sum(q.id not in store for t in todo for q in t.queries)

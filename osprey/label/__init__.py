@@ -12,5 +12,6 @@
 * ``runner.py``   the driver: what is left to do, a backend, progress, the merge;
 * ``ray_backend.py`` the same job on a Ray cluster (Ray Data, one actor per GPU).
 
-This package composes SAM with Osprey (like ``app.py``); nothing else imports it.
+This package composes SAM with Osprey (like the app's start-up, ``osprey/app/startup.py``); nothing
+else imports it.
 """

@@ -2,8 +2,8 @@
 
 import sys
 
+from osprey.core.options import run
 from osprey.label.cli import main
-from osprey.options import run
 
 
 def entry_point() -> None:

@@ -19,10 +19,10 @@ import argparse
 import os
 from collections.abc import Sequence
 
+from osprey.core.options import generation_options, model_name, model_options, positive_int
 from osprey.label.job import BATCHING
 from osprey.label.regions import EverythingOptions
 from osprey.label.tasks import DEFAULT_TASKS, TASK_FIELDS
-from osprey.options import generation_options, model_name, model_options, positive_int
 
 DEFAULT_EVERYTHING = EverythingOptions()
 
@@ -117,8 +117,8 @@ def _ray_options(p: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace):
     """The :class:`~osprey.label.job.LabelSettings` of parsed arguments (a ``--vocab`` file is
     read here, once: the workers get its classes)."""
+    from osprey.inference.vocabularies import resolve
     from osprey.label.job import LabelSettings
-    from osprey.vocabulary import resolve
     from sam_bridge.names import resolve_choice
 
     vocabulary = resolve(args.vocab, files=True) if args.vocab else None
@@ -142,8 +142,8 @@ def check_options(args: argparse.Namespace) -> None:
     """The model's name, the device and the dtype, checked before anything is loaded or Ray is
     started. On a Ray cluster (an address) only the dtype: the workers' files and devices are not
     this machine's."""
-    from osprey.devices import parse_dtype, resolve_device
-    from osprey.hub import check_model_name
+    from osprey.core.devices import parse_dtype, resolve_device
+    from osprey.inference.hub import check_model_name
 
     parse_dtype(args.dtype)
     if args.tiny or args.ray:

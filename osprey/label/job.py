@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from osprey.constants import DEFAULT_MAX_NEW_TOKENS
-from osprey.errors import ImageError, MaskError, UsageError
-from osprey.images import ImageHandle
+from osprey.core.constants import DEFAULT_MAX_NEW_TOKENS
+from osprey.core.errors import ImageError, MaskError, UsageError
+from osprey.core.images import ImageHandle
+from osprey.core.options import TINY_MODEL, one_line
 from osprey.label.inputs import ImageItem
 from osprey.label.regions import EverythingOptions, Region, given_regions, sam_regions
 from osprey.label.tasks import DEFAULT_TASKS, build_tasks, check_top_k, parse_tasks
-from osprey.options import TINY_MODEL, one_line
 
 TINY_KV_BUDGET = 64 * 2**20  # the batching engine's KV cache for the tiny model (bytes)
 # When Labeller.load turns the batching engine on. auto: on CUDA devices only (on the 2-core CPU
@@ -48,7 +48,9 @@ class LabelSettings:
     regions_file: str | None = None  # --regions: the images' own masks instead of SAM's
     batch_images: int = 4  # images labelled together (their regions decoded in one batch)
     batching: str = "auto"  # the continuous-batching engine: on, off, auto (on CUDA)
-    vocabulary: Any = None  # --vocab, resolved (osprey.vocabulary.Vocabulary): top-k per region
+    vocabulary: Any = (
+        None  # --vocab, resolved (osprey.inference.vocabularies.Vocabulary): top-k per region
+    )
     top_k: int = 5
 
     def __post_init__(self) -> None:
@@ -110,8 +112,8 @@ class Labeller:
     def load(cls, settings: LabelSettings) -> Labeller:
         """Load the models the settings name (downloading them unless ``offline``), and turn on
         the batching engine as ``settings.batching`` says."""
-        from osprey.devices import resolve_device
-        from osprey.pipeline import Osprey
+        from osprey.core.devices import resolve_device
+        from osprey.inference.facade import Osprey
         from sam_bridge import SamBridge
         from sam_bridge.names import AUTO, auto_choice, tiny_family
 

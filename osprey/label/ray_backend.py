@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from osprey.errors import OspreyError, UsageError
+from osprey.core.errors import OspreyError, UsageError
 from osprey.label.inputs import ImageItem
 from osprey.label.job import Labeller, LabelSettings
 from osprey.label.runner import Emit

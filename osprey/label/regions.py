@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from osprey.errors import MaskError, UsageError
-from osprey.images import ImageHandle
+from osprey.core.errors import MaskError, UsageError
+from osprey.core.images import ImageHandle
+from osprey.core.masks import decode_rle, decode_segmentation, encode_rle, mask_box
 from osprey.label.inputs import ImageItem, read_coco
-from osprey.masks import decode_rle, decode_segmentation, encode_rle, mask_box
 
 if TYPE_CHECKING:
     from sam_bridge import SamBridge

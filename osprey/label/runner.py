@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osprey.errors import OspreyError, UsageError
+from osprey.core.errors import OspreyError, UsageError
 from osprey.label.coco import to_coco, write_json_atomic
 from osprey.label.inputs import ImageItem
 from osprey.label.job import Labeller, LabelSettings

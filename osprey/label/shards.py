@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from osprey.errors import UsageError
+from osprey.core.errors import UsageError
 from osprey.label.coco import write_json_atomic
 
 SETTINGS_FILE = "run.json"

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from osprey.errors import UsageError
-from osprey.images import ImageHandle
-from osprey.vocabulary import MAX_TOP_K
+from osprey.core.errors import UsageError
+from osprey.core.images import ImageHandle
+from osprey.inference.vocabularies import MAX_TOP_K
 
 # task name -> the annotation field of its answer
 TASK_FIELDS = {"category": "category_name", "short": "caption", "detailed": "description"}
@@ -50,7 +50,7 @@ class Describe:
         return TASK_FIELDS[self.task]
 
     def __call__(self, osprey: Any, images: Images) -> list[list[str]]:
-        from osprey.generation import Generation
+        from osprey.inference.generator import Generation
 
         return osprey.describe_batch(images, self.task, Generation(self.max_new_tokens))
 
@@ -60,7 +60,9 @@ class TopK:
     """The ``k`` most probable classes of ``vocabulary`` (its class names, first spelling first)
     for every region: ``[{"name": "dog", "prob": 0.71}, ...]``."""
 
-    vocabulary: Any  # osprey.vocabulary.Vocabulary (picklable: Ray sends it to the actors)
+    vocabulary: (
+        Any  # osprey.inference.vocabularies.Vocabulary (picklable: Ray sends it to the actors)
+    )
     k: int
     field: str = TOP_K_FIELD
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from osprey import constants as C
-from osprey.config import LLMConfig
-from osprey.errors import OspreyError
+from osprey.core import constants as C
+from osprey.core.errors import OspreyError
+from osprey.model.config import LLMConfig
 
 
 def llama_config(config: LLMConfig, attn_implementation: str = "sdpa"):

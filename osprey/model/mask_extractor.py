@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from osprey.config import ExtractorConfig
+from osprey.model.config import ExtractorConfig
 
 # Regions are pooled at most this many at a time, and at most this many bytes of
 # full-resolution float masks at once (one mask at a time for the largest photos).

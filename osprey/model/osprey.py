@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from osprey import constants as C
-from osprey.config import OspreyConfig
-from osprey.errors import OspreyError
+from osprey.core import constants as C
+from osprey.core.errors import OspreyError
+from osprey.model.config import OspreyConfig
 from osprey.model.llm import build_llm
 from osprey.model.mask_extractor import MaskExtractor
 from osprey.model.projector import build_projector
@@ -61,7 +61,7 @@ class ImageFeatures:
 class OspreyModel(nn.Module):
     """The Osprey network. Parameter names (``vision.visual.*``, ``projector.*``,
     ``mask_extractor.*``, ``llm.*``) map onto the released checkpoint through
-    ``osprey.checkpoint.ORIGINAL_PREFIXES``."""
+    ``osprey.model.checkpoint.ORIGINAL_PREFIXES``."""
 
     def __init__(self, config: OspreyConfig, attn_implementation: str = "sdpa"):
         super().__init__()
@@ -90,7 +90,7 @@ class OspreyModel(nn.Module):
     # -- image side --------------------------------------------------------------------------
 
     def encode_images(self, pixels: torch.Tensor) -> list[ImageFeatures]:
-        """pixels: (B, 3, S, S) from ``osprey.processor.preprocess_image``. One entry per image.
+        """pixels: (B, 3, S, S) from ``osprey.inference.preprocess.preprocess_image``. One entry per image.
         The tower runs without gradients; the projector keeps them (it trains in stages 1 and 3)."""
         vis_param = next(self.vision.parameters())
         levels = self.vision(pixels.to(device=vis_param.device, dtype=vis_param.dtype))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from osprey.config import VisionConfig
+from osprey.model.config import VisionConfig
 
 
 def _build_timm_model(config: VisionConfig) -> nn.Module:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from osprey.errors import OspreyError
+from osprey.core.errors import OspreyError
 
 PRESETS = Path(__file__).parent / "configs"
 

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from osprey.checkpoint import read_tensors, save_osprey, weight_files
-from osprey.errors import OspreyError
+from osprey.core.errors import OspreyError
+from osprey.model.checkpoint import read_tensors, save_osprey, weight_files
 from osprey.train.config import PRESETS, TrainConfig
 
 

@@ -14,7 +14,7 @@ import tempfile
 
 import torch
 
-from osprey.errors import OspreyError
+from osprey.core.errors import OspreyError
 
 
 class LoraSetupError(OspreyError, RuntimeError):

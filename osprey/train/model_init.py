@@ -22,10 +22,16 @@ from pathlib import Path
 
 import torch
 
-from osprey import constants as C
-from osprey.checkpoint import CLIP_PREFIX, build_model, load_osprey, load_state_dict, read_tensors
-from osprey.config import LLMConfig, OspreyConfig, osprey_7b_config, tiny_config
-from osprey.errors import OspreyError
+from osprey.core import constants as C
+from osprey.core.errors import OspreyError
+from osprey.model.checkpoint import (
+    CLIP_PREFIX,
+    build_model,
+    load_osprey,
+    load_state_dict,
+    read_tensors,
+)
+from osprey.model.config import LLMConfig, OspreyConfig, osprey_7b_config, tiny_config
 from osprey.model.llm import load_tokenizer
 from osprey.model.mask_extractor import MaskExtractor
 from osprey.model.projector import build_projector
@@ -176,7 +182,7 @@ def initial_model(cfg, attn_implementation: str = "sdpa"):
             "give exactly one of model_path (an Osprey checkpoint) and llm_path (an LLM)"
         )
     if cfg.model_path == "tiny-random":
-        from osprey.tiny import build_tiny
+        from osprey.model.tiny import build_tiny
 
         model, tok = build_tiny(seed=cfg.seed)
     elif cfg.model_path is not None:

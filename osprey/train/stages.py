@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from osprey.errors import OspreyError
+from osprey.core.errors import OspreyError
 
 PARTS = ("vision", "projector", "mask_extractor", "llm")
 TRAINABLE: dict[int, tuple[str, ...]] = {

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from osprey.checkpoint import CheckpointError
 from osprey.data.collate import Collator
 from osprey.data.dataset import EncodeSettings, OspreyDataset, training_template
 from osprey.data.registry import SpecError, build_sources
+from osprey.model.checkpoint import CheckpointError
 from osprey.model.llm import TokenizerError
 from osprey.train.config import ConfigError, TrainConfig, describe_fields, parse_args
 from osprey.train.engine import (
@@ -169,7 +169,7 @@ def finish(trainer: OspreyTrainer, model, tokenizer, cfg: TrainConfig, dataset) 
     if cfg.stage == 1:
         save_projector(model, out / "mm_projector.bin")
     if cfg.export_original:
-        from osprey.checkpoint import export_original, load_osprey
+        from osprey.model.checkpoint import export_original, load_osprey
 
         saved, tok = load_osprey(out)
         export_original(saved, tok, out / "original")

@@ -1,5 +1,5 @@
 """A real browser for the tests and the browser benchmark: Debian's chromium through playwright,
-and helpers that drive the canvas page (osprey/static/canvas.js) through its test contract:
+and helpers that drive the canvas page (osprey/app/static/canvas.js) through its test contract:
 ``#canvas`` is the image the user clicks, ``data-mask-version`` grows with every newly drawn
 selection, ``data-hover-version`` with every hover preview, ``data-ready`` names the image once
 the page can decode it, and ``window.ospreyCanvas`` reads the selected mask."""
@@ -25,13 +25,13 @@ def app_url(service) -> Iterator[str]:
     chromium or playwright is missing."""
     import pytest
 
-    import app
+    from osprey.app.demo import build_demo
     from tests.support.servers import serving
 
     if CHROMIUM is None:
         pytest.skip("Debian chromium is not installed (.ci/run installs it)")
     pytest.importorskip("playwright", reason="playwright is in requirements-dev.txt")
-    with serving(app.build_demo(service)) as address:
+    with serving(build_demo(service)) as address:
         yield address
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from osprey.masks import encode_rle
+from osprey.core.masks import encode_rle
 
 IMAGE = "000000000001.jpg"  # the file on disk
 COCO2014 = "COCO_train2014_" + IMAGE  # how RefCOCO and Osprey-724K name it

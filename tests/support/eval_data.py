@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from osprey.masks import box_to_polygon, mask_box
+from osprey.core.masks import box_to_polygon, mask_box
 
 
 def region_question(qid, image, mask, text):

@@ -1,22 +1,22 @@
-"""The import rules of the project (the dependency diagram), checked by parsing imports with
-``ast`` (nothing is executed), absolute and relative ones alike.
+"""The import rules of the project (the dependency diagram: the folders), checked by parsing
+imports with ``ast`` (nothing is executed), absolute and relative ones alike.
 
-Layers, bottom to top:
+Layers, bottom to top, one folder each:
 
-* base: ``osprey.constants``, ``osprey.errors``, ``osprey.prompts``;
-* utilities: ``osprey.images``, ``osprey.masks``, ``osprey.cache``, ``osprey.devices``,
-  ``osprey.options``, ``osprey.vocabulary``, ``osprey.priority`` (standard library, numpy,
-  PIL, pycocotools, torch; no model code);
-* ``sam_bridge``: SAM; it may use the base and utilities of ``osprey`` and nothing else of it;
-* the model: ``osprey.config``, ``osprey.model``, then ``osprey.conversation`` /
-  ``osprey.processor`` / ``osprey.checkpoint``, then ``osprey.features`` / ``osprey.generation``
-  / ``osprey.loading``, then ``osprey.classify`` (over the generator), then the facade
-  ``osprey.pipeline``;
-* the app: ``osprey.session`` (data) <- ``osprey.viz`` (drawing) <- ``osprey.service`` (and
-  beside it ``osprey.topk``, top-k classes) <- ``osprey.api`` <- ``app``. Only ``app``
-  composes SAM and Osprey; only ``app`` and ``osprey.api`` import gradio;
-* leaves: ``osprey.train``, ``osprey.eval``, ``osprey.datagen``, ``osprey.label`` (nothing
-  imports them); ``osprey.label`` composes SAM and Osprey like ``app``.
+* ``osprey.core``: what everything may use (errors, constants, image intake, mask I/O, caches,
+  options, priorities, the released prompt strings); it imports nothing else of ours;
+* ``osprey.model``: the paper's boxes, the config, the checkpoint format, the tiny builders; over
+  ``core``;
+* ``osprey.inference``: from a name to answers (loading, preprocessing, the prompt format,
+  generation, the engine, top-k, the ``Osprey`` facade); over ``core`` and ``model``;
+* ``osprey.app``: the product around a person (session, service, page, HTTP API, serving); over
+  all of the above; the only layer that imports gradio, and (its start-up only) ``sam_bridge``;
+* the tools ``osprey.train``, ``osprey.eval``, ``osprey.datagen``, ``osprey.label`` and
+  ``osprey.data``: over ``core``, ``model`` and ``inference``; nothing below imports them;
+* ``sam_bridge``: SAM, beside ``osprey``; it uses ``osprey.core`` and nothing else of it.
+
+Within the app the data (session) is below the drawing, the service below the HTTP API and the
+page; within inference the facade is on top.
 """
 
 from __future__ import annotations
@@ -25,96 +25,60 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-UTILITIES = [
-    "osprey.images", "osprey.masks", "osprey.cache", "osprey.devices", "osprey.options",
-    "osprey.vocabulary", "osprey.priority", "osprey.memory",
-]  # fmt: skip
-BASE = ["osprey.constants", "osprey.errors", "osprey.prompts"]
-APP_LAYER = [
-    "osprey.session", "osprey.viz", "osprey.service", "osprey.topk", "osprey.api", "app",
-    "osprey.uploads", "osprey.api_gate",
-]  # fmt: skip
-INFERENCE = [
-    "osprey.features", "osprey.generation", "osprey.engine", "osprey.classify", "osprey.loading",
-    "osprey.pipeline",
-]  # fmt: skip
+TOOLS = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label", "osprey.data"]
+UPPER_APP = ["osprey.app.http_api", "osprey.app.http_gate", "osprey.app.demo", "osprey.app.wiring",
+             "osprey.app.handlers", "osprey.app.layout", "osprey.app.main", "osprey.app.serving",
+             "osprey.app.startup"]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
-    "osprey.constants": ["osprey", "sam_bridge", "torch"],
-    "osprey.errors": ["osprey", "sam_bridge", "torch"],
-    "osprey.prompts": ["osprey", "sam_bridge", "torch"],
-    "osprey.options": ["osprey.model", "osprey.pipeline", "sam_bridge", "torch", "gradio"],
-    **{
-        m: ["osprey.model", "osprey.checkpoint", "osprey.pipeline", *APP_LAYER, *INFERENCE]
-        for m in [
-            "osprey.images",
-            "osprey.masks",
-            "osprey.cache",
-            "osprey.devices",
-            "osprey.priority",
-            "osprey.memory",
-        ]
-    },
-    "osprey.vocabulary": ["osprey.model", "osprey.conversation", *INFERENCE, *APP_LAYER, "torch"],
-    "osprey.config": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
-    "osprey.model": [
-        "osprey.checkpoint",
-        "osprey.conversation",
-        "osprey.processor",
-        *INFERENCE,
-        *APP_LAYER,
+    "osprey.core": ["osprey.model", "osprey.inference", "osprey.app", *TOOLS],
+    "osprey.core.errors": ["osprey", "torch"],
+    "osprey.core.constants": ["osprey", "torch"],
+    "osprey.core.prompt_strings": ["osprey", "torch"],
+    "osprey.core.options": [
+        "osprey.core.images",
+        "osprey.core.masks",
+        "osprey.core.devices",
+        "torch",
+        "gradio",
     ],
-    "osprey.conversation": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
-    "osprey.processor": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
-    "osprey.checkpoint": [*INFERENCE, *APP_LAYER],
-    "osprey.features": ["osprey.generation", "osprey.loading", "osprey.pipeline", *APP_LAYER],
-    "osprey.generation": [
-        "osprey.features",
-        "osprey.classify",
-        "osprey.loading",
-        "osprey.pipeline",
-        *APP_LAYER,
-    ],
-    "osprey.classify": ["osprey.features", "osprey.loading", "osprey.pipeline", *APP_LAYER],
-    "osprey.loading": ["osprey.features", "osprey.generation", "osprey.pipeline", *APP_LAYER],
-    "osprey.engine": [
-        "osprey.features",
-        "osprey.generation",
-        "osprey.classify",
-        "osprey.loading",
-        "osprey.pipeline",
-        *APP_LAYER,
-    ],
-    "osprey.hardware": ["osprey.model", "osprey.checkpoint", *INFERENCE, *APP_LAYER],
-    "osprey.pipeline": APP_LAYER,
-    "osprey.session": [
+    "osprey.model": ["osprey.inference", "osprey.app", *TOOLS],
+    "osprey.inference": ["osprey.app", *TOOLS],
+    "osprey.inference.prompt_format": ["osprey.inference.generator", "osprey.inference.facade"],
+    "osprey.inference.preprocess": ["osprey.inference.generator", "osprey.inference.facade"],
+    "osprey.inference.generator": ["osprey.inference.facade", "osprey.inference.topk_scoring"],
+    "osprey.inference.batching_engine": ["osprey.inference.facade", "osprey.inference.generator"],
+    "osprey.inference.topk_scoring": ["osprey.inference.facade"],
+    "osprey.app": [*TOOLS],
+    "osprey.app.session": [
         "osprey.model",
-        "osprey.pipeline",
-        "osprey.viz",
-        "osprey.service",
-        "osprey.api",
+        "osprey.inference",
+        "osprey.app.drawing",
+        "osprey.app.service",
+        *UPPER_APP,
         "torch",
     ],
-    "osprey.viz": ["osprey.model", "osprey.pipeline", "osprey.service", "osprey.api", "torch"],
-    "osprey.service": ["osprey.api", "osprey.topk", "app", "gradio"],
-    "osprey.topk": ["osprey.service", "osprey.api", "app", "gradio", "sam_bridge"],
-    "osprey.api": ["app"],
+    "osprey.app.drawing": [
+        "osprey.model",
+        "osprey.inference",
+        "osprey.app.service",
+        *UPPER_APP,
+        "torch",
+    ],
+    "osprey.app.service": ["osprey.app.top_classes", *UPPER_APP, "gradio"],
+    "osprey.app.top_classes": ["osprey.app.service", *UPPER_APP, "gradio"],
+    "osprey.app.mask_prompts": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
+    "osprey.app.export": ["osprey.app.service", *UPPER_APP, "gradio"],
     "osprey.data": ["osprey.train"],
 }
 # Nothing outside these packages may import them.
 LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label"]
 # Only these may import sam_bridge (they compose SAM with Osprey) or gradio.
-SAM_USERS = ["app", "sam_bridge", "osprey.label"]
-GRADIO_USERS = [
-    "app",
-    "osprey.api",
-    "osprey.canvas",  # the canvas is a gr.HTML component (its page: osprey/static/canvas.js)
-    "osprey.uploads",  # Gradio's upload folder: where a visitor's files may come from
-    "osprey.api_gate",  # the API's front gate reads the endpoints' Gradio types
-]
+SAM_USERS = ["app", "osprey.app.main", "osprey.app.startup", "sam_bridge", "osprey.label"]
+GRADIO_USERS = ["app", "osprey.app"]
 # What sam_bridge may use of osprey.
-SAM_ALLOWED = [*BASE, *UTILITIES]
+SAM_ALLOWED = ["osprey.core"]
 
 
 def modules(root: Path) -> Iterator[tuple[str, Path]]:

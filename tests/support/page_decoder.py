@@ -1,4 +1,4 @@
-"""The page's decoder step in Python: the ONNX decoder's inputs built as ``osprey/static/canvas.js``
+"""The page's decoder step in Python: the ONNX decoder's inputs built as ``osprey/app/static/canvas.js``
 builds them (``decoderFeeds``), run with python onnxruntime, so the export can be checked against
 the server's torch decoder without a browser.
 
@@ -69,7 +69,7 @@ def feeds_sam2(
     previous: np.ndarray | None = None,
     out_size: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """SAM 2's decoder inputs as ``osprey/static/sam2_decoder.js`` builds them: the three maps,
+    """SAM 2's decoder inputs as ``osprey/app/static/sam2_decoder.js`` builds them: the three maps,
     coordinates in the stretched 1024 frame (x * 1024 / W, y * 1024 / H), box corners labelled
     2 / 3 after the clicks, and always one padding point (0, 0) labelled -1, last."""
     h, w = original_size
@@ -95,7 +95,7 @@ def feeds_sam2(
 
 
 def unpack_maps(data: bytes, shapes: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """The page's reading of ``osprey.page.pack_maps``: gunzip, low bytes then high bytes, split
+    """The page's reading of ``osprey.app.canvas_page.pack_maps``: gunzip, low bytes then high bytes, split
     into maps of ``shapes`` (float16), as sam2_decoder.js does."""
     import gzip
 

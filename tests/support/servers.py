@@ -14,9 +14,9 @@ def free_port() -> int:
 
 
 def start(demo, isolate: bool = True, **launch: object) -> int:
-    """``demo.launch`` on a free loopback port through ``app.serve`` (its cross-origin isolation
+    """``demo.launch`` on a free loopback port through ``serve`` (its cross-origin isolation
     headers unless ``isolate`` is off, Gradio's start-up check retried); returns the port."""
-    from app import serve
+    from osprey.app.serving import serve
 
     port = free_port()
     serve(demo, {"server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True,

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from osprey.masks import encode_rle, mask_box
+from osprey.core.masks import encode_rle, mask_box
 
 
 def file_name(image_id: int) -> str:

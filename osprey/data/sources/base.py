@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts as P
+from osprey.core import prompt_strings as P
+from osprey.core.masks import MaskError, decode_segmentation
 from osprey.data.sample import Rejected, Sample
-from osprey.masks import MaskError, decode_segmentation
 
 # ---------------------------------------------------------------------------------------------
 # string rules of the original loaders
@@ -152,7 +152,7 @@ def region_turns(
     Regions whose mask is empty or undecodable, or whose answer is empty, are dropped and
     counted; the cap counts kept regions. Returns (turns, masks, events).
     """
-    from osprey.conversation import Turn
+    from osprey.inference.prompt_format import Turn
 
     turns: list[Turn] = []
     masks: list[np.ndarray] = []

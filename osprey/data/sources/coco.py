@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts as P
+from osprey.core import prompt_strings as P
 from osprey.data.sample import Rejected, Sample
 from osprey.data.sources.base import Source, decode_region, read_json, region_turns
 

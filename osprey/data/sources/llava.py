@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts as P
-from osprey.conversation import Turn
+from osprey.core import prompt_strings as P
 from osprey.data.sample import Rejected, Sample
 from osprey.data.sources.base import Source, image_first
+from osprey.inference.prompt_format import Turn
 
 
 class LlavaConversations(Source):

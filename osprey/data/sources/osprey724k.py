@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts as P
-from osprey.conversation import Turn
+from osprey.core import prompt_strings as P
 from osprey.data.sample import Rejected, Sample
 from osprey.data.sources.base import Source, coco_tail, decode_region, image_first, pick
+from osprey.inference.prompt_format import Turn
 
 _REF = re.compile(r"<region(\d+)>")
 _DESCRIPTION = re.compile(r"<.*>: (.*)")  # greedy, one line: the original's pattern

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from osprey import prompts as P
+from osprey.core import prompt_strings as P
 from osprey.data.sample import Rejected
 from osprey.data.sources.base import coco_tail
 from osprey.data.sources.coco import CocoRegions

@@ -30,10 +30,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from osprey import prompts as P
-from osprey.conversation import Turn
+from osprey.core import prompt_strings as P
 from osprey.data.sample import Rejected, Sample
 from osprey.data.sources.base import Source, image_first, pick, read_jsonl
+from osprey.inference.prompt_format import Turn
 
 _NUMBER = re.compile(r"\b(\d+)\b")
 _SHIFT = 8  # fractional bits of the polygon vertices given to cv2.fillPoly

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from osprey import prompts as P
+from osprey.core import prompt_strings as P
 from osprey.data.sources.base import pick
 from osprey.data.sources.coco import CocoRegions
 
