@@ -101,8 +101,20 @@ def photos() -> list[bytes]:
 # visitors
 
 
+_ADDRESSES = iter(range(1, 1 << 24))
+_ADDRESS_LOCK = threading.Lock()
+
+
+def visitor() -> str:
+    """A new visitor's address (the app runs with --trust-proxy: as behind a Space's proxy,
+    each visitor is counted apart)."""
+    with _ADDRESS_LOCK:
+        n = next(_ADDRESSES)
+    return f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}"
+
+
 def clicker(url: str, stop: threading.Event, rec: Record, material: list[bytes]) -> None:
-    rest = Rest(url, timeout=300)
+    rest = Rest(url, timeout=300, address=visitor())
     while not stop.is_set():
         opened = rest.call("session_open", _up(rest, rec, random.choice(material[:4])))
         rec.outcome("open", opened)
@@ -125,7 +137,7 @@ def clicker(url: str, stop: threading.Event, rec: Record, material: list[bytes])
 
 
 def asker(url: str, stop: threading.Event, rec: Record, material: list[bytes]) -> None:
-    rest = Rest(url, timeout=300)
+    rest = Rest(url, timeout=300, address=visitor())
     while not stop.is_set():
         rec.outcome("open", rest.call("session_open", _up(rest, rec, random.choice(material[:4]))))
         rest.call("session_click", 300, 200, "positive")
@@ -148,7 +160,7 @@ def asker(url: str, stop: threading.Event, rec: Record, material: list[bytes]) -
 
 def one_shot(url: str, stop: threading.Event, rec: Record, material: list[bytes]) -> None:
     """Top-5, segment everything + describe all, describe, uploads of every size."""
-    rest = Rest(url, timeout=600)
+    rest = Rest(url, timeout=600, address=visitor())
     i = 0
     while not stop.is_set():
         photo = material[i % len(material)]
@@ -176,7 +188,7 @@ def same_photo(url: str, stop: threading.Event, rec: Record, material: list[byte
         barrier = threading.Barrier(4)
 
         def one(barrier=barrier):
-            rest = Rest(url, timeout=300)
+            rest = Rest(url, timeout=300, address=visitor())
             image = _up(rest, rec, material[1])
             barrier.wait(30)
             rec.outcome("same photo", rest.call("segment", image, "[[200, 150]]", "[1]", ""))
@@ -190,9 +202,9 @@ def same_photo(url: str, stop: threading.Event, rec: Record, material: list[byte
 
 
 def vanisher(url: str, stop: threading.Event, rec: Record, material: list[bytes]) -> None:
-    """Asks, then goes away after the first words."""
+    """Asks, then goes away after the first words, its session left open (to expire)."""
     while not stop.is_set():
-        rest = Rest(url, timeout=300)
+        rest = Rest(url, timeout=300, address=visitor())
         rest.call("session_open", _up(rest, rec, material[2]))
         for kind, _ in rest.stream("session_ask", "Describe the picture in detail."):
             if kind == "generating":
@@ -209,9 +221,15 @@ def flooder(url: str, stop: threading.Event, rec: Record, material: list[bytes])
 
     photo = Path(tempfile.mkdtemp()) / "flood.jpg"
     photo.write_bytes(material[3])
+    address = visitor()
     while not stop.is_set():
-        client = Client(url, verbose=False)
-        client.predict(handle_file(str(photo)), api_name="/session_open")
+        try:
+            client = Client(url, verbose=False, headers={"X-Forwarded-For": address})
+            client.predict(handle_file(str(photo)), api_name="/session_open")
+        except Exception as exc:  # counted, the flood goes on
+            rec.outcome("flood open", ("error", f"{type(exc).__name__}: {exc}"))
+            stop.wait(60)
+            continue
         jobs = [client.submit("Describe it in detail.", api_name="/session_ask") for _ in range(10)]
         for job in jobs:
             try:
@@ -221,12 +239,13 @@ def flooder(url: str, stop: threading.Event, rec: Record, material: list[bytes])
                 text = str(exc)
                 rec.outcome("flood", ("http", (429, "You already have")) if "429" in text
                             else ("error", text))  # fmt: skip
+        client.predict(api_name="/session_close")
         stop.wait(60)
 
 
 def hostile(url: str, stop: threading.Event, rec: Record, material: list[bytes]) -> None:
     """The hostile inputs of SECURITY.md, in turn."""
-    rest = Rest(url, timeout=120)
+    rest = Rest(url, timeout=120, address=visitor())
     cases = [
         ("session_open", ["/etc/passwd"]), ("segment", [{"path": "/etc/hostname"}, "", "", "[1,2,3,4]"]),
         ("segment", ["IMG", "[" * 3000 + "]" * 3000, "", ""]), ("describe", ["IMG", [], "category", "", "5"]),
@@ -331,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     material = photos()
     temp = Path(tempfile.mkdtemp(prefix="osprey-soak-"))
-    proc, url = start_app(["--tiny"], env={"GRADIO_TEMP_DIR": str(temp)})
+    proc, url = start_app(["--tiny", "--trust-proxy"], env={"GRADIO_TEMP_DIR": str(temp)})
     rec, stop = Record(), threading.Event()
     workers = [clicker, clicker, asker, asker, asker, one_shot, same_photo, vanisher, flooder,
                hostile]  # fmt: skip

@@ -325,7 +325,7 @@ def test_draining_finishes_running_answers_and_refuses_new_ones(tiny_service, ph
 def test_sigterm_stops_the_app_cleanly(tmp_path, voc):
     """``python app.py --tiny`` on SIGTERM: no new work, running answers may finish, the
     sessions' spilled files go, exit code 0."""
-    from benchmarks.app_process import start_app
+    from benchmarks.app_process import app_log, start_app
 
     proc, url = start_app(
         ["--tiny", "--drain-seconds", "5", "--session-mib", "1"], env={"TMPDIR": str(tmp_path)}
@@ -339,6 +339,6 @@ def test_sigterm_stops_the_app_cleanly(tmp_path, voc):
     assert spilled, "the oldest sessions' uploads went to disk"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    err = proc.stderr.read().decode()
+    err = app_log(proc)
     assert "SIGTERM: finishing running answers" in err and "Stopped." in err
     assert not any(p.exists() for p in spilled)

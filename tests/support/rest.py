@@ -10,12 +10,19 @@ from typing import Any
 
 
 class Rest:
-    """One client of the app at ``url`` (its own session hash)."""
+    """One client of the app at ``url`` (its own session hash). ``address``: sent as
+    X-Forwarded-For, as a proxy in front of the app would (for an app run with
+    ``--trust-proxy``: one client address per simulated visitor)."""
 
-    def __init__(self, url: str, session_hash: str | None = None, timeout: float = 60):
+    def __init__(
+        self, url: str, session_hash: str | None = None, timeout: float = 60, address: str = ""
+    ):
         import httpx
 
-        self.http = httpx.Client(base_url=url.rstrip("/") + "/gradio_api/", timeout=timeout)
+        headers = {"X-Forwarded-For": address} if address else None
+        self.http = httpx.Client(
+            base_url=url.rstrip("/") + "/gradio_api/", timeout=timeout, headers=headers
+        )
         self.session_hash = session_hash or uuid.uuid4().hex
 
     def upload(self, path: Path | str, data: bytes | None = None) -> dict:
