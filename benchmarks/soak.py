@@ -329,6 +329,8 @@ def report(rec: Record, minutes: float, warmup: float, left: list[str]) -> None:
     print(f"unexpected: {len(rec.unexpected)}")
     for line in rec.unexpected[:20]:
         print(f"  {line}")
+    series = [f"{t / 60:.0f}m {m:.0f}" for i, (t, m) in enumerate(rec.rss) if i % 15 == 0]
+    print("RSS (MB) every 2.5 minutes: " + ", ".join(series))
     warm = [m for t, m in rec.rss if t >= warmup * 60]
     if warm:
         print(f"RSS after warm-up {warm[0]:.0f} MB, at the end {warm[-1]:.0f} MB "
@@ -339,7 +341,8 @@ def report(rec: Record, minutes: float, warmup: float, left: list[str]) -> None:
         b = [v for t, v in values if last[0] <= t <= last[1]]
         print(f"{name} p95: first 5 min {1000 * _p95(a):.0f} ms (n={len(a)}), "
               f"last 5 min {1000 * _p95(b):.0f} ms (n={len(b)})")  # fmt: skip
-    print(f"uploads: {len(set(rec.uploads))} sent, {len(left)} still on disk after the grace")
+    print(f"uploads: {len(rec.uploads)} sent ({len(set(rec.uploads))} distinct files: Gradio keeps "
+          f"one per content), {len(left)} still on disk after the grace")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osprey.app.fair_share import PER_VISITOR, FairShare
+from osprey.app.state_janitor import StateJanitor, lifespan
 from osprey.app.upload_janitor import GRACE_S, UploadJanitor, queued_events
 
 
@@ -58,12 +59,18 @@ class Policy:
 
 @dataclass
 class Serving:
-    """A launched demo: its gate's state (``draining``), its upload janitor, and the stop."""
+    """A launched demo: its gate's state (``draining``), its upload janitor, the janitor of
+    Gradio's per-session entries (run by the server's lifespan), and the stop."""
 
     demo: Any
     janitor: UploadJanitor
     draining: bool = False
+    states: StateJanitor | None = None  # made in __post_init__
     stopped: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self):
+        if self.states is None:
+            self.states = StateJanitor(self.demo)
 
     def busy(self) -> int:
         """Events waiting or running in the demo's queue."""
@@ -101,8 +108,13 @@ def serve(
     if isolate:
         middleware.append(Middleware(CrossOriginIsolation))
     options = {**launch, "prevent_thread_lock": True}
+    app_kwargs = {
+        "lifespan": lifespan(serving.states),
+        **launch.get("app_kwargs", {}),
+    }
     if middleware:
-        options["app_kwargs"] = {**launch.get("app_kwargs", {}), "middleware": middleware}
+        app_kwargs["middleware"] = middleware
+    options["app_kwargs"] = app_kwargs
     for attempt in range(attempts):
         try:
             demo.launch(**options)
