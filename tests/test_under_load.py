@@ -6,6 +6,7 @@ SECURITY.md lists these cases with these tests."""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import threading
 import time
@@ -37,7 +38,17 @@ def photo(voc) -> bytes:
 
 
 def _files_holding(data: bytes) -> list[Path]:
-    return [p for p in upload_folder().rglob("*") if p.is_file() and p.read_bytes() == data]
+    """The uploads holding ``data`` now (the janitor may delete one while they are read)."""
+    held = []
+    for folder, _, names in os.walk(upload_folder()):  # os.walk skips a folder gone meanwhile
+        for name in names:
+            path = Path(folder, name)
+            try:
+                if path.read_bytes() == data:
+                    held.append(path)
+            except FileNotFoundError:
+                continue
+    return held
 
 
 def _hold_answers(monkeypatch, service, release: threading.Event) -> None:
