@@ -214,6 +214,7 @@ class SamBridge:
         self._export_lock = threading.Lock()
         self._encodes = 0
         self.onnx_dir: Path | None = None  # None: a folder in the temp dir
+        self.weights_dir: Path | None = None  # where from_pretrained found the weights
         self.page_int8: bool | None = None  # the page's decoder in 8 bits (None: unless tiny)
 
     # construction ------------------------------------------------------------------------------
@@ -241,6 +242,7 @@ class SamBridge:
         )
         bridge = cls(model, model_type=model_type, device=device, dtype=dtype, **kwargs)
         bridge.onnx_dir = folder  # the page's ONNX decoder is cached next to the checkpoint
+        bridge.weights_dir = folder  # (SAM 2's video parts are read from there too)
         return bridge
 
     @classmethod

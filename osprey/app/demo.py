@@ -18,9 +18,12 @@ CACHE_TTL_S = 900  # files in Gradio's cache are deleted after this many seconds
 IDLE_SESSION_S = 7200
 
 
-def build_demo(service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None):
+def build_demo(
+    service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None, video=None
+):
     """The page (layout, then wiring) and the API endpoints, over one RegionChat.
-    ``examples``: photo files offered on the page (default: the checkout's ``examples/``)."""
+    ``examples``: photo files offered on the page (default: the checkout's ``examples/``);
+    ``video``: a :class:`~osprey.app.video_service.VideoChat` for the video endpoints."""
     import gradio as gr
 
     from osprey.app.http_api import Endpoints
@@ -52,4 +55,20 @@ def build_demo(service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | 
         for name in Endpoints.NAMES:
             endpoint = guarded(gpu(getattr(api, name)))
             gr.api(endpoint, api_name=name, **lane[API_LANES.get(name, "interactive")])
+        if video is not None:
+            _video_api(service, video, lane)
     return demo
+
+
+def _video_api(service, video, lane: dict) -> None:
+    """The video endpoints (osprey/app/video_api.py) in their lanes."""
+    import gradio as gr
+
+    from osprey.app.video_answers import VideoAnswers
+    from osprey.app.video_api import TRACK_LANE, VIDEO_LANES, VideoEndpoints
+
+    api = VideoEndpoints(video, VideoAnswers(service, video), service.osprey.name)
+    lanes = {**lane, "track": TRACK_LANE}
+    for name in VideoEndpoints.NAMES:
+        endpoint = guarded(gpu(getattr(api, name)))
+        gr.api(endpoint, api_name=name, **lanes[VIDEO_LANES.get(name, "interactive")])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from osprey.app.demo import CACHE_TTL_S, build_demo
 from osprey.app.serving import serve
-from osprey.app.startup import build_service, check_options
-from osprey.core.options import env_flag, generation_options, model_options
+from osprey.app.startup import build_service, build_video, check_options
+from osprey.core.options import env_flag, generation_options, model_options, video_options
 from sam_bridge.names import resolve_choice
 
 
@@ -18,7 +18,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(
         description="Osprey point-and-describe demo (osprey-open)",
-        parents=[model_options(), generation_options()],
+        parents=[model_options(), generation_options(), video_options()],
     )
     p.add_argument("--sam", default=env("OSPREY_SAM"), metavar="NAME",
                    help="auto (default: SAM 2.1 large on a GPU where it fits beside the LLM, SAM "
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None, examples_dir: Path | None = None) -> int
     limit_malloc_arenas()  # freed photos go back to the system (osprey/core/memory.py)
     service = build_service(args)
     examples = None if examples_dir is None else sorted(map(str, Path(examples_dir).glob("*.jpg")))
-    demo = build_demo(service, cache_ttl=args.cache_ttl, examples=examples)
+    video = build_video(args, service)
+    demo = build_demo(service, cache_ttl=args.cache_ttl, examples=examples, video=video)
     demo.queue(max_size=4 * args.queue_size)  # each event's lane limits how many run at once
     launch = {"share": args.share, "max_file_size": args.max_file_size}
     if args.host:

@@ -69,10 +69,12 @@ def _api_gate(demo):
 
     from osprey.app.http_api import Endpoints
     from osprey.app.http_gate import ApiGate, endpoint_params
+    from osprey.app.video_api import VideoEndpoints
 
+    names = (*Endpoints.NAMES, *VideoEndpoints.NAMES)
     fns = dict(getattr(demo, "fns", {}))
     endpoints = {f.api_name: endpoint_params(f.fn) for f in fns.values()
-                 if f.api_name in Endpoints.NAMES}  # fmt: skip
+                 if f.api_name in names}  # fmt: skip
     if not endpoints:
         return None
     return Middleware(ApiGate, endpoints=endpoints,

@@ -50,6 +50,22 @@ def build_service(args: argparse.Namespace):
     return RegionChat(osp, sam, **extra)
 
 
+def build_video(args: argparse.Namespace, service):
+    """The video service beside ``service``: SAM 2.1's tracker sharing the app's SAM 2 (its video
+    parts from the same checkpoint), or none with SAM 1 (the video endpoints then say so)."""
+    from osprey.app.video_service import VideoChat
+    from osprey.core.options import video_limits
+    from sam_bridge.tracker import VideoTracker
+
+    sam = service.sam
+    tracker = None
+    if getattr(sam.family, "name", "") == "sam2":
+        folder = getattr(sam, "weights_dir", None)
+        weights = None if sam.untrained or folder is None else folder / "model.safetensors"
+        tracker = VideoTracker.for_bridge(sam, weights)
+    return VideoChat(tracker, video_limits(args))
+
+
 def _fit(args: argparse.Namespace):
     """The LLM's form and SAM's size for this machine (osprey.inference.hardware_fit), printed once."""
     from osprey.core.devices import resolve_device
