@@ -81,6 +81,12 @@ class VideoChat:
             clip = open_clip(source, self.limits)
         except OspreyError as exc:
             raise ServiceError(f"This video cannot be used: {exc}") from exc
+        return self.start(vs, clip)
+
+    def start(self, vs: VideoSession, clip: VideoClip) -> VideoClip:
+        """Start over on a decoded ``clip`` (tracks and answers go)."""
+        if self.tracker is None:
+            raise ServiceError(NO_TRACKER)
         self.close(vs)
         vs.reset(clip)
         vs.tracking = self.tracker.open(clip)
