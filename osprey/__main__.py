@@ -237,11 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=["ours", "original"], default="ours")
     p.add_argument("--clip", default=None)
     p.set_defaults(func=cmd_convert)
+    _add_track(sub)
+    return parser
 
+
+def _add_track(sub) -> None:
     from osprey.app.video_cli import add_parser
 
     add_parser(sub, [model_options(), video_options()])
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
