@@ -150,3 +150,18 @@ def test_a_client_that_goes_away_mid_tracking_stops_it(url):
     done = client.predict(1, "forward", api_name="/video_track")
     assert done["finished"] and np.isfinite(done["done"])
     client.predict(api_name="/video_close")
+
+
+def test_idle_and_surplus_videos_are_closed():
+    from osprey.app.video_api import VideoSessions
+
+    closed = []
+    sessions = VideoSessions(closed.append, ttl=3600, capacity=2)
+    a, b = sessions.get("a"), sessions.get("b")
+    assert sessions.get("a") is a and not closed
+    c = sessions.get("c")  # a third client: the least recently used (b) is closed
+    assert closed == [b] and len(sessions) == 2
+    sessions.ttl = 0
+    time.sleep(0.01)
+    d = sessions.get("d")  # every idle one goes
+    assert {id(v) for v in closed} == {id(a), id(b), id(c)} and sessions.pop("d") is d
