@@ -57,7 +57,18 @@ def build_demo(
             gr.api(endpoint, api_name=name, **lane[API_LANES.get(name, "interactive")])
         if video is not None:
             _video_api(service, video, lane)
+    if video is not None:
+        _video_page(demo, service, video)
     return demo
+
+
+def _video_page(demo, service, video) -> None:
+    """The video page at /video (osprey/app/video_page.py), apart from the image page."""
+    from osprey.app.video_answers import VideoAnswers
+    from osprey.app.video_page import build_video_page
+
+    with demo.route("Video", "/video"):
+        build_video_page(video, VideoAnswers(service, video), service.osprey.name)
 
 
 def _video_api(service, video, lane: dict) -> None:

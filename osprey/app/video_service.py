@@ -11,7 +11,6 @@ user, and the server keeps serving.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -298,7 +297,7 @@ class VideoChat:
 
 
 class _Held:
-    def __init__(self, lock: threading.Lock):
+    def __init__(self, lock: Any):
         self.lock = lock
 
     def __enter__(self) -> None:

@@ -72,6 +72,39 @@ class Track:
         return rle_box(rle) if rle is not None else None
 
 
+class StopFlag(threading.Event):
+    """A tracking run's stop flag (a copy is a new, unset flag: Gradio copies a page's state)."""
+
+    def __deepcopy__(self, memo: dict) -> StopFlag:
+        return StopFlag()
+
+
+class Busy:
+    """A non-reentrant lock held while a tracking run goes (a copy is a new, free lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> Busy:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
+
+    def __deepcopy__(self, memo: dict) -> Busy:
+        return Busy()
+
+
 @dataclass(eq=False)
 class VideoSession:
     """One browser tab's (or API client's) video. Compared by identity."""
@@ -83,8 +116,8 @@ class VideoSession:
     id: str = ""
     revision: int = 0  # counts changes of the tracks' masks (answers about a frame go stale)
     progress: tuple[int, int] = (0, 0)  # frames tracked / to track, of the running (or last) run
-    stop: threading.Event = field(default_factory=threading.Event)
-    busy: threading.Lock = field(default_factory=threading.Lock)  # one tracking run at a time
+    stop: StopFlag = field(default_factory=StopFlag)
+    busy: Busy = field(default_factory=Busy)  # one tracking run at a time
     frame_chat: Any = None  # the image Session asked about the current frame
     chat_key: tuple[int, int] | None = None  # (frame, revision) that frame_chat shows
 

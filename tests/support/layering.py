@@ -28,7 +28,7 @@ from pathlib import Path
 TOOLS = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label", "osprey.data"]
 UPPER_APP = ["osprey.app.http_api", "osprey.app.http_gate", "osprey.app.demo", "osprey.app.wiring",
              "osprey.app.handlers", "osprey.app.layout", "osprey.app.main", "osprey.app.serving",
-             "osprey.app.startup", "osprey.app.video_api"]  # fmt: skip
+             "osprey.app.startup", "osprey.app.video_api", "osprey.app.video_page"]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
