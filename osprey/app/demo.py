@@ -19,10 +19,12 @@ IDLE_SESSION_S = 7200
 
 
 def build_demo(
-    service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None, video=None
-):
+    service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None,
+    trust_proxy: bool = False, video=None,
+):  # fmt: skip
     """The page (layout, then wiring) and the API endpoints, over one RegionChat.
     ``examples``: photo files offered on the page (default: the checkout's ``examples/``);
+    ``trust_proxy``: API clients' addresses from ``X-Forwarded-For`` (see fair_share.py);
     ``video``: a :class:`~osprey.app.video_service.VideoChat` for the video endpoints."""
     import gradio as gr
 
@@ -51,7 +53,7 @@ def build_demo(
             visitors.left(request)
 
         demo.unload(on_leave)
-        api, lane = Endpoints(service), lanes(service)
+        api, lane = Endpoints(service, trust_proxy), lanes(service)
         for name in Endpoints.NAMES:
             endpoint = guarded(gpu(getattr(api, name)))
             gr.api(endpoint, api_name=name, **lane[API_LANES.get(name, "interactive")])

@@ -8,6 +8,7 @@ import tempfile
 import weakref
 from pathlib import Path
 
+from osprey.app.fair_share import whole_image
 from osprey.app.guard import guarded, user_error
 from osprey.app.layout import TASK_LABELS
 from osprey.app.zerogpu import gpu
@@ -136,6 +137,7 @@ def send_handler(service):
 
 
 def everything_handler(service):
+    @whole_image
     @guarded
     @gpu
     def run(s):
@@ -175,6 +177,7 @@ def top5_handler(service):
 def describe_all_handler(service):
     from osprey.app import top_classes
 
+    @whole_image
     @guarded
     @gpu
     def run(s, label, choice, custom):

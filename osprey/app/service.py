@@ -32,6 +32,7 @@ from osprey.app.session import (
     model_question,
     to_user_names,
 )
+from osprey.app.session_images import SessionImages
 from osprey.core.constants import DEFAULT_MAX_NEW_TOKENS, MAX_MASKS_PER_REQUEST, MIN_IMAGE_SIDE
 from osprey.core.errors import ImageError, ServiceError
 from osprey.core.images import ImageHandle, ImageLike
@@ -70,12 +71,13 @@ class RegionChat:
         self, osprey: Osprey, sam: Segmenter, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_regions: int = MAX_MASKS_PER_REQUEST, detail_tokens: int = DETAIL_TOKENS,
         everything: dict[str, Any] | None = None, stream_interval: float = STREAM_INTERVAL,
-        encode_lane: bool | None = None,
+        encode_lane: bool | None = None, images: SessionImages | None = None,
     ):  # fmt: skip
         """``everything``: default options of "segment everything" (SAM's grid and thresholds;
         the tiny, untrained SAM finds masks only with its thresholds at 0). ``stream_interval``:
         an answer streams at most one update per this many seconds. ``encode_lane``: new uploads
-        encoded on a nicer thread of their own (default: when a model is on the CPU)."""
+        encoded on a nicer thread of their own (default: when a model is on the CPU).
+        ``images``: what all sessions hold of their images, within its budget."""
         self.osprey, self.sam = osprey, sam
         self.everything = {"points_per_side": 16, **(everything or {})}
         self.masks = MaskPrompts(sam)
@@ -86,6 +88,7 @@ class RegionChat:
         self._stops: dict[str, threading.Event] = {}
         self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring
         self._locks = SessionLocks()
+        self.images = images if images is not None else SessionImages()
 
     def editing(self, session: Session):
         """Hold ``session`` for one change (see :class:`SessionLocks`)."""
@@ -102,6 +105,7 @@ class RegionChat:
         handle.release()
         if handle.height * handle.width >= TRIM_PIXELS:
             give_back_freed_memory()  # the decoded photo's memory, back to the system
+        handle = self.images.add(handle)  # within the sessions' budget; shared when the same
         with self.editing(session):
             self._end_answer(session)
             session.reset(handle)
@@ -270,6 +274,11 @@ class RegionChat:
         """End the answer streaming for this session (the Stop button)."""
         self._stops.setdefault(session.id, threading.Event()).set()
 
+    def stop_all(self) -> None:
+        """End every answer streaming (the server is stopping)."""
+        for event in list(self._stops.values()):
+            event.set()
+
     def _end_answer(self, session: Session) -> None:
         """Stop the answer streaming for ``session``'s current image, if any (its event goes:
         the next question gets a new one)."""
@@ -286,22 +295,8 @@ class RegionChat:
     # -- segment everything --------------------------------------------------------------------
 
     def describe_all(self, session: Session, limit: int = 50) -> list[dict[str, Any]]:
-        """Category and short caption of every "everything" mask (largest first, up to ``limit``)."""
-        handle = self._image(session)
-        if not session.auto:
-            raise ServiceError(
-                "No masks to describe: run 'Segment everything' first (or lower its thresholds)."
-            )
-        autos = session.auto[:limit]
-        masks = RleMasks([a.rle for a in autos])
-        gens = Generation(EVERYTHING_CATEGORY_TOKENS), Generation(EVERYTHING_CAPTION_TOKENS)
-        cats = _user_errors(lambda: self.osprey.describe(handle, masks, "category", gens[0]))
-        caps = _user_errors(lambda: self.osprey.describe(handle, masks, "short", gens[1]))
-        session.auto_labels = [c.strip() for c in cats]
-        return [
-            {"mask": i + 1, "category": c.strip(), "caption": s.strip(), "area": a.area, "box": list(a.box)}
-            for i, (a, c, s) in enumerate(zip(autos, cats, caps))
-        ]  # fmt: skip
+        """Category and short caption of every "everything" mask (:func:`describe_everything`)."""
+        return describe_everything(self.osprey, session, limit)
 
     # -- export --------------------------------------------------------------------------------
 
@@ -343,6 +338,26 @@ def _checked_label(label: str, others: Sequence[str] = ()) -> str:
         return check_label(label, others)
     except LabelError as exc:
         raise ServiceError(str(exc)) from exc
+
+
+def describe_everything(osprey: Osprey, session: Session, limit: int = 50) -> list[dict[str, Any]]:
+    """Category and short caption of every "everything" mask (largest first, up to ``limit``),
+    decoded together; the categories label the masks in the session."""
+    handle = need_image(session)
+    if not session.auto:
+        raise ServiceError(
+            "No masks to describe: run 'Segment everything' first (or lower its thresholds)."
+        )
+    autos = session.auto[:limit]
+    masks = RleMasks([a.rle for a in autos])
+    gens = Generation(EVERYTHING_CATEGORY_TOKENS), Generation(EVERYTHING_CAPTION_TOKENS)
+    cats = _user_errors(lambda: osprey.describe(handle, masks, "category", gens[0]))
+    caps = _user_errors(lambda: osprey.describe(handle, masks, "short", gens[1]))
+    session.auto_labels = [c.strip() for c in cats]
+    return [
+        {"mask": i + 1, "category": c.strip(), "caption": s.strip(), "area": a.area, "box": list(a.box)}
+        for i, (a, c, s) in enumerate(zip(autos, cats, caps))
+    ]  # fmt: skip
 
 
 def _intake(sam: Segmenter, image: ImageLike | None) -> ImageHandle:
