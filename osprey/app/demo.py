@@ -60,17 +60,17 @@ def build_demo(
         if video is not None:
             _video_api(service, video, lane)
     if video is not None:
-        _video_page(demo, service, video)
+        _video_page(demo, service, video, lanes(service))
     return demo
 
 
-def _video_page(demo, service, video) -> None:
+def _video_page(demo, service, video, lane: dict) -> None:
     """The video page at /video (osprey/app/video_page.py), apart from the image page."""
     from osprey.app.video_answers import VideoAnswers
     from osprey.app.video_page import build_video_page
 
     with demo.route("Video", "/video"):
-        build_video_page(video, VideoAnswers(service, video), service.osprey.name)
+        build_video_page(video, VideoAnswers(service, video), service.osprey.name, lane)
 
 
 def _video_api(service, video, lane: dict) -> None:

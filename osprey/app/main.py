@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None, examples_dir: Path | None = None) -> int
         launch["server_port"] = args.port
     policy = Policy(per_visitor=args.per_visitor, trust_proxy=args.trust_proxy)
     serving = serve(demo, launch, isolate=not args.no_isolation, policy=policy)
+    serving.on_drain.append(video.videos.stop_all)  # tracking runs end at their next frame
     cut = wait_and_drain(serving, args.drain_seconds)
     stop_service(service)
+    video.close_all()  # every clip's frames and tracking state freed
     print(f"Stopped ({cut} unfinished request(s) cut)." if cut else "Stopped.", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,12 +59,15 @@ class Policy:
 
 @dataclass
 class Serving:
-    """A launched demo: its gate's state (``draining``), its upload janitor, and the stop."""
+    """A launched demo: its gate's state (``draining``), its upload janitor, and the stop.
+    ``on_drain``: called when the drain starts, for work that would not finish in time and is
+    lost with the server anyway (video tracking runs: minutes of frames)."""
 
     demo: Any
     janitor: UploadJanitor
     draining: bool = False
     stopped: threading.Event = field(default_factory=threading.Event)
+    on_drain: list[Callable[[], object]] = field(default_factory=list)
 
     def busy(self) -> int:
         """Events waiting or running in the demo's queue."""
@@ -73,6 +77,8 @@ class Serving:
         """Stop taking new calls (the gate answers "restarting"), let what runs finish for up to
         ``seconds``, then close the server; returns how many events were still there."""
         self.draining = True
+        for hook in self.on_drain:
+            hook()
         deadline = time.monotonic() + seconds
         while self.busy() and time.monotonic() < deadline:
             time.sleep(poll)

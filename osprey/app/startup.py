@@ -52,7 +52,9 @@ def build_service(args: argparse.Namespace):
     budgets = _budgets(args, None if args.tiny else fit, kv_budget)
     apply_budgets(osp, sam, budgets)
     print(budgets.describe(), file=sys.stderr)
-    return RegionChat(osp, sam, images=SessionImages(budgets.sessions), **extra)
+    service = RegionChat(osp, sam, images=SessionImages(budgets.sessions), **extra)
+    service.budgets = budgets  # the video service beside it takes its share (build_video)
+    return service
 
 
 def _budgets(args: argparse.Namespace, fit, kv_budget: int) -> Budgets:
@@ -99,7 +101,8 @@ def build_video(args: argparse.Namespace, service):
         folder = getattr(sam, "weights_dir", None)
         weights = None if sam.untrained or folder is None else folder / "model.safetensors"
         tracker = VideoTracker.for_bridge(sam, weights)
-    return VideoChat(tracker, video_limits(args))
+    budgets = getattr(service, "budgets", None)
+    return VideoChat(tracker, video_limits(args), budget=budgets.videos if budgets else None)
 
 
 def _fit(args: argparse.Namespace):

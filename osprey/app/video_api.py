@@ -19,6 +19,7 @@ import gradio as gr
 from gradio import FileData
 
 from osprey.app import video_export
+from osprey.app.fair_share import whole_clip
 from osprey.app.http_api import _texts, number, parse_prompt, text, whole
 from osprey.app.service import ServiceError
 from osprey.app.uploads import open_upload
@@ -135,6 +136,7 @@ class VideoEndpoints:
         index, mask = self.video.prompt(vs, frame, pts, labs, bx, _track(track, vs))
         return {"track": index, "name": vs.tracks[index].label, "rle": encode_rle(mask)}
 
+    @whole_clip  # one run per visitor (osprey/app/fair_share.py)
     def video_track(self, start: float = -1, direction: str = "both",
                     request: gr.Request = None) -> dict:  # fmt: skip
         """Track every object from ``start`` (-1: the first frame with a prompt) ``both`` ways,
@@ -181,6 +183,7 @@ class VideoEndpoints:
         return [{"track": n.split(" (", 1)[-1].rstrip(")"),
                  "top": [{"name": c, "prob": p} for c, p in top]} for n, top in got]  # fmt: skip
 
+    @whole_clip
     def video_describe_over_time(self, every: float = 5, request: gr.Request = None) -> list[dict]:
         """Category and short caption of each track every ``every`` frames it is seen (and
         where its mask changes most), merged into spans."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from osprey.app.fair_share import whole_clip
 from osprey.app.guard import guarded
 from osprey.app.uploads import open_upload
 from osprey.app.video_answers import VideoAnswers
@@ -53,8 +54,12 @@ def _view(vs: VideoSession, frame: int, message: str = ""):
             message or f"Frame {frame} of {len(vs.clip)} ({time_s:.1f} s)")  # fmt: skip
 
 
-def build_video_page(video: VideoChat, answers: VideoAnswers, model: str) -> None:
-    """The page's components and events (inside ``demo.route(...)``)."""
+def build_video_page(
+    video: VideoChat, answers: VideoAnswers, model: str, lane: dict | None = None
+) -> None:
+    """The page's components and events (inside ``demo.route(...)``). ``lane``: the image
+    page's Gradio lanes (osprey/app/handlers.py ``lanes``): opening a clip, clicks and exports
+    go with new images, questions with answers, so the fair share counts them alike."""
     state = gr.State(VideoSession(), time_to_live=3600, delete_callback=lambda vs: video.close(vs))
     gr.Markdown("## Regions over time\nOpen a clip, click an object, **Track**, then ask.")
     with gr.Row():
@@ -79,11 +84,13 @@ def build_video_page(video: VideoChat, answers: VideoAnswers, model: str) -> Non
     files = gr.File(label="Exports", file_count="multiple")
     outputs = [state, image, slider, track, timeline, message]
     _wire(video, answers, model, state, upload, track, mode, image, slider, run, stop, question,
-          task, answer, every, over, export, files, outputs)  # fmt: skip
+          task, answer, every, over, export, files, outputs, lane or {})  # fmt: skip
 
 
 def _wire(video, answers, model, state, upload, track, mode, image, slider, run, stop, question,
-          task, answer, every, over, export, files, outputs) -> None:  # fmt: skip
+          task, answer, every, over, export, files, outputs, lane) -> None:  # fmt: skip
+    encode, answering = lane.get("encode", {}), lane.get("answer", {})
+
     @guarded
     def on_open(vs, file):
         if file is None:
@@ -100,6 +107,7 @@ def _wire(video, answers, model, state, upload, track, mode, image, slider, run,
         mask = video.click(vs, int(frame), float(x), float(y), how, tid)
         return _view(vs, frame, "Now click the opposite corner." if mask is None else "")
 
+    @whole_clip  # one tracking run per visitor (osprey/app/fair_share.py)
     @guarded
     def on_track(vs, frame, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
         for p in video.track(vs):  # the page's Stop (or leaving) ends it at the next frame
@@ -117,6 +125,7 @@ def _wire(video, answers, model, state, upload, track, mode, image, slider, run,
     def on_describe(vs, frame, which):
         return "\n".join(f"**{n}**: {a}" for n, a in answers.describe(vs, int(frame), which))
 
+    @whole_clip
     @guarded
     def on_over(vs, frame, k):
         answers.describe_over_time(vs, int(k or 1))
@@ -130,13 +139,13 @@ def _wire(video, answers, model, state, upload, track, mode, image, slider, run,
         (folder / "tracks.zip").write_bytes(to_zip(vs, data))
         return [str(folder / "tracks.zip"), str(to_mp4(vs, folder / "tracks.mp4"))]
 
-    upload.upload(on_open, [state, upload], outputs)
-    image.select(on_click, [state, slider, track, mode], outputs)
+    upload.upload(on_open, [state, upload], outputs, **encode)
+    image.select(on_click, [state, slider, track, mode], outputs, **encode)
     slider.release(guarded(lambda vs, f: _view(vs, f)), [state, slider], outputs)
     job = run.click(on_track, [state, slider], outputs, concurrency_id="track",
                     concurrency_limit=2)  # fmt: skip
     stop.click(guarded(lambda vs: video.stop(vs)), [state], None, cancels=[job])
-    question.submit(on_ask, [state, slider, question], answer)
-    task.select(on_describe, [state, slider, task], answer)
-    over.click(on_over, [state, slider, every], outputs)
-    export.click(on_export, [state], files)
+    question.submit(on_ask, [state, slider, question], answer, **answering)
+    task.select(on_describe, [state, slider, task], answer, **answering)
+    over.click(on_over, [state, slider, every], outputs, **answering)
+    export.click(on_export, [state], files, **encode)

@@ -11,6 +11,7 @@ user, and the server keeps serving.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -55,14 +56,58 @@ class Progress:
     stopped: bool = False
 
 
+class OpenVideos:
+    """The videos open on the server (weakly held: a session dropped by Gradio goes) and the
+    memory they may hold: ``budget`` bytes of frames (JPEG) and tracking state, or None."""
+
+    def __init__(self, budget: int | None = None):
+        self.budget = budget
+        self._open: weakref.WeakSet[VideoSession] = weakref.WeakSet()
+
+    def add(self, vs: VideoSession) -> None:
+        self._open.add(vs)
+
+    def discard(self, vs: VideoSession) -> None:
+        self._open.discard(vs)
+
+    def open(self) -> list[VideoSession]:
+        return [vs for vs in list(self._open) if vs.clip is not None]
+
+    def held_bytes(self, but: VideoSession | None = None) -> int:
+        """Bytes the open videos (all but ``but``) hold."""
+        return sum(_held(vs) for vs in self.open() if vs is not but)
+
+    def check(self, vs: VideoSession | None = None) -> None:
+        """Refuse a new clip (``vs`` None) or a tracking run of ``vs`` while the other open
+        videos hold the budget (a clip's own growth is bounded by the clip limits)."""
+        if self.budget is not None and self.held_bytes(but=vs) >= self.budget:
+            raise ServiceError(
+                f"The server's memory for videos ({self.budget / 2**20:.0f} MiB) is taken by "
+                "other videos now; try again in a few minutes."
+            )
+
+    def stop_all(self) -> list[VideoSession]:
+        """Every tracking run ends at its next frame; returns the open videos."""
+        videos = self.open()
+        for vs in videos:
+            vs.stop.set()
+        return videos
+
+
+def _held(vs: VideoSession) -> int:
+    state = getattr(vs.tracking, "state_bytes", None)
+    return (vs.clip.nbytes if vs.clip is not None else 0) + (state() if callable(state) else 0)
+
+
 class VideoChat:
     """Video over shared models: ``tracker`` follows objects, ``limits`` bound clips."""
 
     def __init__(
         self, tracker: Tracker | None, limits: VideoLimits | None = None,
-        max_tracks: int = MAX_TRACKS,
+        max_tracks: int = MAX_TRACKS, budget: int | None = None,
     ):  # fmt: skip
         self.tracker, self.limits, self.max_tracks = tracker, limits or VideoLimits(), max_tracks
+        self.videos = OpenVideos(budget)
 
     @property
     def untrained(self) -> bool:
@@ -76,6 +121,8 @@ class VideoChat:
             raise ServiceError(NO_TRACKER)
         if source is None:
             raise ServiceError("Upload a video first.")
+        self.close(vs)  # this visitor's previous clip does not count against the budget
+        self.videos.check()
         try:
             clip = open_clip(source, self.limits)
         except OspreyError as exc:
@@ -89,6 +136,7 @@ class VideoChat:
         self.close(vs)
         vs.reset(clip)
         vs.tracking = self.tracker.open(clip)
+        self.videos.add(vs)
         return clip
 
     def close(self, vs: VideoSession) -> None:
@@ -103,7 +151,16 @@ class VideoChat:
         finally:
             if held:
                 busy.release()
+        self.videos.discard(vs)
         give_back_freed_memory()
+
+    def close_all(self) -> int:
+        """Stop every tracking run and close every open video (the server is stopping);
+        returns how many there were."""
+        videos = self.videos.stop_all()
+        for vs in videos:
+            self.close(vs)
+        return len(videos)
 
     def clip(self, vs: VideoSession) -> VideoClip:
         if vs.clip is None:
@@ -154,7 +211,7 @@ class VideoChat:
 
     def delete_track(self, vs: VideoSession, index: int) -> None:
         index = self.track_index(vs, index)
-        with self._idle(vs):
+        with _idle(vs):
             track = vs.tracks.pop(index)
             vs.tracking.remove(track.id)
             vs.revision += 1
@@ -217,7 +274,7 @@ class VideoChat:
         points = [(x, y) for x, y, _ in prompt.points] or None
         labels = [lab for _, _, lab in prompt.points] or None
         try:
-            with self._idle(vs):
+            with _idle(vs):
                 mask = vs.tracking.prompt(track.id, frame, points, labels, prompt.box)
         except (ValueError, ServiceError) as exc:  # sam_bridge's checks of a prompt
             if not track.masks and not any(p.points or p.box for p in track.prompts.values()):
@@ -248,6 +305,7 @@ class VideoChat:
         if not any(t.prompts for t in vs.tracks):
             raise ServiceError("Click on an object first: tracking follows the clicked objects.")
         start = None if start is None else self.frame(vs, start)
+        self.videos.check(vs)
         if not vs.busy.acquire(blocking=False):
             raise ServiceError("This video is being tracked already: wait, or stop it first.")
         try:
@@ -281,19 +339,20 @@ class VideoChat:
         """End a tracking run at its next frame (the Stop button, a client leaving)."""
         vs.stop.set()
 
-    def _idle(self, vs: VideoSession):
-        """Hold the video while no tracking run goes (prompts change the tracker's state)."""
-        if vs.tracking is None:
-            raise ServiceError("Open a video first.")
-        if not vs.busy.acquire(blocking=False):
-            raise ServiceError("This video is being tracked: wait for it, or stop it first.")
-        return _Held(vs.busy)
-
     def timeline(self, vs: VideoSession) -> list[dict[str, Any]]:
         """Per track: its name, colour and where it is seen ((first, last) frame runs)."""
         self.clip(vs)
         return [{"track": i, "name": t.label, "color": list(t.color), "runs": t.runs(),
                  "prompted": sorted(t.prompts)} for i, t in enumerate(vs.tracks)]  # fmt: skip
+
+
+def _idle(vs: VideoSession) -> _Held:
+    """Hold the video while no tracking run goes (prompts change the tracker's state)."""
+    if vs.tracking is None:
+        raise ServiceError("Open a video first.")
+    if not vs.busy.acquire(blocking=False):
+        raise ServiceError("This video is being tracked: wait for it, or stop it first.")
+    return _Held(vs.busy)
 
 
 class _Held:
