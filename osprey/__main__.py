@@ -1,4 +1,4 @@
-"""Command line: ``python -m osprey {describe,classify,info,download,convert} ...``."""
+"""Command line: ``python -m osprey {describe,classify,info,download,convert,track} ...``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from osprey.core.options import (
     model_options,
     positive_int,
     run,
+    video_options,
 )
 
 
@@ -236,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=["ours", "original"], default="ours")
     p.add_argument("--clip", default=None)
     p.set_defaults(func=cmd_convert)
+    _add_track(sub)
     return parser
+
+
+def _add_track(sub) -> None:
+    from osprey.app.video_cli import add_parser
+
+    add_parser(sub, [model_options(), video_options()])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -184,16 +184,10 @@ class SamBridge:
     """
 
     def __init__(
-        self,
-        model: Any,
-        *,
-        model_type: str = "custom",
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        max_pixels: int = MAX_PIXELS,
-        max_cache_bytes: int | None = None,
-    ) -> None:
+        self, model: Any, *, model_type: str = "custom", device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None, cache_size: int = DEFAULT_CACHE_SIZE,
+        max_pixels: int = MAX_PIXELS, max_cache_bytes: int | None = None,
+    ) -> None:  # fmt: skip
         self.device = resolve_device(device)
         # Autocast covers the image encoder only; the decoder is cheap and runs in float32. The
         # encoder's Linear/Conv2d weights are stored in the autocast dtype (same outputs, half the
@@ -214,6 +208,7 @@ class SamBridge:
         self._export_lock = threading.Lock()
         self._encodes = 0
         self.onnx_dir: Path | None = None  # None: a folder in the temp dir
+        self.weights_dir: Path | None = None  # where from_pretrained found the weights
         self.page_int8: bool | None = None  # the page's decoder in 8 bits (None: unless tiny)
 
     # construction ------------------------------------------------------------------------------
@@ -240,7 +235,7 @@ class SamBridge:
             model_type, checkpoint, checkpoints_dir, download=download, progress=progress
         )
         bridge = cls(model, model_type=model_type, device=device, dtype=dtype, **kwargs)
-        bridge.onnx_dir = folder  # the page's ONNX decoder is cached next to the checkpoint
+        bridge.onnx_dir = bridge.weights_dir = folder  # the page's decoder, SAM 2's video parts
         return bridge
 
     @classmethod

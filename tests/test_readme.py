@@ -28,7 +28,7 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess:
 def test_the_marked_blocks_are_there():
     """Blocks that need real weights or data (training, evaluation, data generation, downloads)
     are plain ``` blocks; everything that runs offline is marked and runs here."""
-    assert {"api", "python-api", "cli", "sam-python"} <= set(BLOCKS)
+    assert {"api", "python-api", "cli", "sam-python", "video-api", "video-cli"} <= set(BLOCKS)
     assert {lang for lang, _ in BLOCKS.values()} == {"python", "bash"}
 
 
@@ -69,3 +69,36 @@ def test_python_api_example_runs():
     out = _run(BLOCKS["python-api"][1])
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(out.stdout.splitlines()) >= 5
+
+
+def test_video_cli_example_runs():
+    import json
+
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", BLOCKS["video-cli"][1]], cwd=REPO, capture_output=True,
+        text=True, timeout=600,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(Path("/tmp/osprey-tracks.json").read_text())
+    assert [a["name"] for a in data["annotations"]] == ["track1", "saucer"]
+    assert out.stdout.splitlines()[1].startswith("saucer\tframes")
+
+
+@pytest.fixture(scope="module")
+def video_url(tiny_service):
+    pytest.importorskip("av", reason="PyAV decodes clips (requirements.txt)")
+    from osprey.app.video_service import VideoChat
+    from osprey.core.video import VideoLimits
+    from sam_bridge.tracker import VideoTracker
+
+    video = VideoChat(VideoTracker.tiny(), VideoLimits(fps=2))
+    with serving(build_demo(tiny_service, video=video)) as address:
+        yield address
+
+
+def test_video_api_example_runs_against_the_app(video_url):
+    out = _run(BLOCKS["video-api"][1], OSPREY_URL=video_url)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in out.stdout.splitlines() if not line.startswith("Loaded as API")]
+    assert lines[0] == "6 320 240" and "6/6" in lines and lines[-1] == "6 True"

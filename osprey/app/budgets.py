@@ -6,7 +6,11 @@ the models (and the batching engine's KV cache) are placed; printed at start-up,
   default a fifth of what is left, between 192 MiB and 1.5 GiB, split 25 / 50 / 25;
 * the sessions' open images (``--session-mib``): compressed uploads in host memory, the
   longest-unused moved to disk past it (:class:`~osprey.app.session_images.SessionImages`). By
-  default a tenth of the host memory left, between 64 MiB and 1 GiB.
+  default a tenth of the host memory left, between 64 MiB and 1 GiB;
+* the open videos (:class:`~osprey.app.video_service.OpenVideos`): their frames (JPEG) and
+  tracking state (about 0.8 MB a frame and object) in host memory; a new clip or a tracking run
+  is refused while the others hold it all. A fifth of the host memory left, between 256 MiB and
+  4 GiB (a 120-frame clip tracked with 3 objects holds about 300 MB).
 
 On Spaces CPU basic beside the 7B in 8 bits (about 4 GiB left) that is about 0.8 GiB of caches
 and 0.4 GiB of sessions, where fixed bounds took 832 MiB whatever the machine.
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 MIB = 2**20
 CACHE_SHARE, CACHE_MIN, CACHE_MAX = 0.2, 192 * MIB, 1536 * MIB
 SESSION_SHARE, SESSION_MIN, SESSION_MAX = 0.1, 64 * MIB, 1024 * MIB
+VIDEO_SHARE, VIDEO_MIN, VIDEO_MAX = 0.2, 256 * MIB, 4096 * MIB
 SPLIT = {"sam": 0.25, "features": 0.5, "prefix": 0.25}
 
 
@@ -38,6 +43,7 @@ class Budgets:
     left: int
     host_left: int
     given: bool = False  # the caches' total came from --cache-mib
+    videos: int = VIDEO_MIN  # what the open videos may hold
 
     @property
     def caches(self) -> int:
@@ -49,7 +55,7 @@ class Budgets:
             f"Caches: {self.caches / MIB:.0f} MiB {source} (SAM embeddings {self.sam / MIB:.0f}, "
             f"image features {self.features / MIB:.0f}, prompt prefixes {self.prefix / MIB:.0f}); "
             f"sessions keep up to {self.sessions / MIB:.0f} MiB of uploads in memory, the rest on "
-            "disk"
+            f"disk; open videos up to {self.videos / MIB:.0f} MiB"
         )
 
 
@@ -67,6 +73,8 @@ def plan_budgets(
         else _clamp(SESSION_SHARE * host_left, SESSION_MIN, SESSION_MAX)
     )
     parts = {name: int(total * share) for name, share in SPLIT.items()}
+    videos = _clamp(VIDEO_SHARE * host_left, VIDEO_MIN, VIDEO_MAX)
     return Budgets(
-        **parts, sessions=sessions, left=left, host_left=host_left, given=bool(cache_mib)
-    )
+        **parts, sessions=sessions, left=left, host_left=host_left, given=bool(cache_mib),
+        videos=videos,
+    )  # fmt: skip

@@ -20,11 +20,12 @@ IDLE_SESSION_S = 7200
 
 def build_demo(
     service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None,
-    trust_proxy: bool = False,
+    trust_proxy: bool = False, video=None,
 ):  # fmt: skip
     """The page (layout, then wiring) and the API endpoints, over one RegionChat.
     ``examples``: photo files offered on the page (default: the checkout's ``examples/``);
-    ``trust_proxy``: API clients' addresses from ``X-Forwarded-For`` (see fair_share.py)."""
+    ``trust_proxy``: API clients' addresses from ``X-Forwarded-For`` (see fair_share.py);
+    ``video``: a :class:`~osprey.app.video_service.VideoChat` for the video endpoints."""
     import gradio as gr
 
     from osprey.app.http_api import Endpoints
@@ -56,4 +57,31 @@ def build_demo(
         for name in Endpoints.NAMES:
             endpoint = guarded(gpu(getattr(api, name)))
             gr.api(endpoint, api_name=name, **lane[API_LANES.get(name, "interactive")])
+        if video is not None:
+            _video_api(service, video, lane)
+    if video is not None:
+        _video_page(demo, service, video, lanes(service))
     return demo
+
+
+def _video_page(demo, service, video, lane: dict) -> None:
+    """The video page at /video (osprey/app/video_page.py), apart from the image page."""
+    from osprey.app.video_answers import VideoAnswers
+    from osprey.app.video_page import build_video_page
+
+    with demo.route("Video", "/video"):
+        build_video_page(video, VideoAnswers(service, video), service.osprey.name, lane)
+
+
+def _video_api(service, video, lane: dict) -> None:
+    """The video endpoints (osprey/app/video_api.py) in their lanes."""
+    import gradio as gr
+
+    from osprey.app.video_answers import VideoAnswers
+    from osprey.app.video_api import TRACK_LANE, VIDEO_LANES, VideoEndpoints
+
+    api = VideoEndpoints(video, VideoAnswers(service, video), service.osprey.name)
+    lanes = {**lane, "track": TRACK_LANE}
+    for name in VideoEndpoints.NAMES:
+        endpoint = guarded(gpu(getattr(api, name)))
+        gr.api(endpoint, api_name=name, **lanes[VIDEO_LANES.get(name, "interactive")])

@@ -8,7 +8,10 @@ it (the HTTP gate asks it for every call; :mod:`osprey.app.http_gate`):
 
 * answers (the LLM) and new images (SAM's and Osprey's encoders): ``per_visitor`` each;
 * clicks and edits: four times that;
-* a whole-image job ("segment everything", "describe all"): one.
+* a whole-image job ("segment everything", "describe all"): one;
+* a whole-clip job (a video's tracking run, "describe over time"): one. A run tracks every frame
+  of a clip (minutes on a CPU) and describe over time asks Osprey about every keyframe of every
+  track at once: each takes as much as a whole-image job, so a visitor has one at a time.
 
 A visitor is its session (a browser tab, or an API client's session). An API client can open
 any number of sessions, so API calls also count against the client's address, which holds
@@ -28,13 +31,22 @@ from osprey.app.upload_janitor import queued_events
 
 PER_VISITOR = 3  # answers, and new images, waiting or running per visitor
 ADDRESS_SHARE = 8  # an API client's address: this many visitors' shares (several clients, NAT)
-WHOLE_IMAGE = "osprey_whole_image"  # the attribute that marks a whole-image job
+WHOLE_IMAGE = "osprey_whole_image"  # the attribute that marks a whole-image (-clip) job
+WHOLE_LANES = ("whole image", "whole clip")  # one job of each per visitor
 
 
 def whole_image(fn: Callable) -> Callable:
     """Mark a handler or endpoint as a whole-image job (one per visitor at a time); the mark
     survives ``functools.wraps``."""
-    setattr(fn, WHOLE_IMAGE, True)
+    setattr(fn, WHOLE_IMAGE, "whole image")
+    return fn
+
+
+def whole_clip(fn: Callable) -> Callable:
+    """Mark a handler or endpoint as a whole-clip job (a tracking run, describe over time: one
+    per visitor at a time, apart from the whole-image ones); the mark survives
+    ``functools.wraps``."""
+    setattr(fn, WHOLE_IMAGE, "whole clip")
     return fn
 
 
@@ -76,12 +88,15 @@ class FairShare:
 
     def lane(self, fn) -> str:
         """The kind of work ``fn`` (a Gradio BlockFunction) does."""
-        if getattr(getattr(fn, "fn", None), WHOLE_IMAGE, False):
-            return "whole image"
+        mark = getattr(getattr(fn, "fn", None), WHOLE_IMAGE, None)
+        if mark:
+            return mark if mark in WHOLE_LANES else "whole image"
         return fn.concurrency_id if fn.concurrency_id in ("answer", "encode") else "other"
 
     def limit(self, lane: str) -> int:
-        return {"whole image": 1, "answer": self.per_visitor, "encode": self.per_visitor}.get(
+        if lane in WHOLE_LANES:
+            return 1
+        return {"answer": self.per_visitor, "encode": self.per_visitor}.get(
             lane, 4 * self.per_visitor
         )
 
@@ -122,6 +137,11 @@ class FairShare:
             return (
                 "You already have a 'segment everything' or 'describe all' running; wait for it "
                 "to finish, then try again."
+            )
+        if lane == "whole clip":
+            return (
+                "You already have a video being tracked or described over time; wait for it to "
+                "finish (or stop it), then try again."
             )
         held = by_session if by_session >= limit else by_address
         return (

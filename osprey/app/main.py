@@ -11,8 +11,14 @@ from pathlib import Path
 from osprey.app.demo import CACHE_TTL_S, build_demo
 from osprey.app.fair_share import PER_VISITOR
 from osprey.app.serving import Policy, serve, wait_and_drain
-from osprey.app.startup import build_service, check_options, stop_service
-from osprey.core.options import env_flag, generation_options, model_options, positive_int
+from osprey.app.startup import build_service, build_video, check_options, stop_service
+from osprey.core.options import (
+    env_flag,
+    generation_options,
+    model_options,
+    positive_int,
+    video_options,
+)  # fmt: skip
 from sam_bridge.names import resolve_choice
 
 DRAIN_SECONDS = 30.0  # a stopping server lets running answers finish this long
@@ -22,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(
         description="Osprey point-and-describe demo (osprey-open)",
-        parents=[model_options(), generation_options()],
+        parents=[model_options(), generation_options(), video_options()],
     )
     p.add_argument("--sam", default=env("OSPREY_SAM"), metavar="NAME",
                    help="auto (default: SAM 2.1 large on a GPU where it fits beside the LLM, SAM "
@@ -102,9 +108,9 @@ def main(argv: list[str] | None = None, examples_dir: Path | None = None) -> int
     limit_malloc_arenas()  # freed photos go back to the system (osprey/core/memory.py)
     service = build_service(args)
     examples = None if examples_dir is None else sorted(map(str, Path(examples_dir).glob("*.jpg")))
-    demo = build_demo(
-        service, cache_ttl=args.cache_ttl, examples=examples, trust_proxy=args.trust_proxy
-    )
+    video = build_video(args, service)
+    demo = build_demo(service, cache_ttl=args.cache_ttl, examples=examples,
+                      trust_proxy=args.trust_proxy, video=video)  # fmt: skip
     demo.queue(max_size=4 * args.queue_size)  # each event's lane limits how many run at once
     launch = {"share": args.share, "max_file_size": args.max_file_size}
     if args.host:
@@ -113,7 +119,9 @@ def main(argv: list[str] | None = None, examples_dir: Path | None = None) -> int
         launch["server_port"] = args.port
     policy = Policy(per_visitor=args.per_visitor, trust_proxy=args.trust_proxy)
     serving = serve(demo, launch, isolate=not args.no_isolation, policy=policy)
+    serving.on_drain.append(video.videos.stop_all)  # tracking runs end at their next frame
     cut = wait_and_drain(serving, args.drain_seconds)
     stop_service(service)
+    video.close_all()  # every clip's frames and tracking state freed
     print(f"Stopped ({cut} unfinished request(s) cut)." if cut else "Stopped.", file=sys.stderr)
     return 0

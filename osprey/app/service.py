@@ -89,6 +89,7 @@ class RegionChat:
         self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring
         self._locks = SessionLocks()
         self.images = images if images is not None else SessionImages()
+        self.budgets = None  # the memory plan it runs under (osprey.app.budgets), set at start-up
 
     def editing(self, session: Session):
         """Hold ``session`` for one change (see :class:`SessionLocks`)."""

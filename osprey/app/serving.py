@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,13 +61,16 @@ class Policy:
 @dataclass
 class Serving:
     """A launched demo: its gate's state (``draining``), its upload janitor, the janitor of
-    Gradio's per-session entries (run by the server's lifespan), and the stop."""
+    Gradio's per-session entries (run by the server's lifespan), and the stop. ``on_drain``:
+    called when the drain starts, for work that would not finish in time and is lost with the
+    server anyway (video tracking runs: minutes of frames)."""
 
     demo: Any
     janitor: UploadJanitor
     draining: bool = False
     states: StateJanitor | None = None  # made in __post_init__
     stopped: threading.Event = field(default_factory=threading.Event)
+    on_drain: list[Callable[[], object]] = field(default_factory=list)
 
     def __post_init__(self):
         if self.states is None:
@@ -80,6 +84,8 @@ class Serving:
         """Stop taking new calls (the gate answers "restarting"), let what runs finish for up to
         ``seconds``, then close the server; returns how many events were still there."""
         self.draining = True
+        for hook in self.on_drain:
+            hook()
         deadline = time.monotonic() + seconds
         while self.busy() and time.monotonic() < deadline:
             time.sleep(poll)
@@ -157,11 +163,13 @@ def _api_gate(demo, policy: Policy, state: Serving):
 
     from osprey.app.http_api import Endpoints
     from osprey.app.http_gate import ApiGate, endpoint_params
+    from osprey.app.video_api import VideoEndpoints
 
+    names = (*Endpoints.NAMES, *VideoEndpoints.NAMES)
     fns = dict(getattr(demo, "fns", {}))
     if not fns:
         return None
     endpoints = {f.api_name: endpoint_params(f.fn) for f in fns.values()
-                 if f.api_name in Endpoints.NAMES}  # fmt: skip
-    fair = FairShare(demo, policy.per_visitor, policy.trust_proxy, Endpoints.NAMES)
+                 if f.api_name in names}  # fmt: skip
+    fair = FairShare(demo, policy.per_visitor, policy.trust_proxy, names)
     return Middleware(ApiGate, endpoints=endpoints, fns=fns, fair=fair, state=state)

@@ -52,7 +52,9 @@ def build_service(args: argparse.Namespace):
     budgets = _budgets(args, None if args.tiny else fit, kv_budget)
     apply_budgets(osp, sam, budgets)
     print(budgets.describe(), file=sys.stderr)
-    return RegionChat(osp, sam, images=SessionImages(budgets.sessions), **extra)
+    service = RegionChat(osp, sam, images=SessionImages(budgets.sessions), **extra)
+    service.budgets = budgets  # the video service beside it takes its share (build_video)
+    return service
 
 
 def _budgets(args: argparse.Namespace, fit, kv_budget: int) -> Budgets:
@@ -84,6 +86,23 @@ def stop_service(service) -> None:
     if engine is not None:
         engine.close()
     service.images.close()
+
+
+def build_video(args: argparse.Namespace, service):
+    """The video service beside ``service``: SAM 2.1's tracker sharing the app's SAM 2 (its video
+    parts from the same checkpoint), or none with SAM 1 (the video endpoints then say so)."""
+    from osprey.app.video_service import VideoChat
+    from osprey.core.options import video_limits
+    from sam_bridge.tracker import VideoTracker
+
+    sam = service.sam
+    tracker = None
+    if getattr(sam.family, "name", "") == "sam2":
+        folder = getattr(sam, "weights_dir", None)
+        weights = None if sam.untrained or folder is None else folder / "model.safetensors"
+        tracker = VideoTracker.for_bridge(sam, weights)
+    budgets = getattr(service, "budgets", None)
+    return VideoChat(tracker, video_limits(args), budget=budgets.videos if budgets else None)
 
 
 def _fit(args: argparse.Namespace):

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from osprey.core.errors import ServiceError
 
@@ -49,9 +51,13 @@ def upload_path(file: Any, what: str = "file") -> Path:
     return real
 
 
-def read_upload(file: Any, what: str = "file", max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
-    """The bytes of an uploaded file (see :func:`upload_path`): a regular file inside the upload
-    folder, at most ``max_bytes``, opened without blocking and without following a link."""
+@contextmanager
+def open_upload(
+    file: Any, what: str = "file", max_bytes: int = MAX_UPLOAD_BYTES
+) -> Iterator[IO[bytes]]:
+    """An uploaded file (see :func:`upload_path`) open for reading: a regular file inside the
+    upload folder, at most ``max_bytes``, opened without blocking and without following a
+    link; closed after the block. For a file read as it is decoded (a video), not all at once."""
     path = upload_path(file, what)
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -71,12 +77,19 @@ def read_upload(file: Any, what: str = "file", max_bytes: int = MAX_UPLOAD_BYTES
                 f"{what} is {info.st_size / 2**20:.1f} MB, above the limit of "
                 f"{max_bytes / 2**20:.0f} MB"
             )
-        with os.fdopen(fd, "rb", closefd=True) as f:
-            fd = -1
-            data = f.read(max_bytes + 1)
+        f = os.fdopen(fd, "rb", closefd=True)
+        fd = -1
     finally:
         if fd >= 0:
             os.close(fd)
+    with f:
+        yield f
+
+
+def read_upload(file: Any, what: str = "file", max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+    """The bytes of an uploaded file (see :func:`open_upload`), read into memory at once."""
+    with open_upload(file, what, max_bytes) as f:
+        data = f.read(max_bytes + 1)
     if len(data) > max_bytes:  # it grew while being read
         raise UploadError(f"{what} is above the limit of {max_bytes / 2**20:.0f} MB")
     return data

@@ -90,6 +90,46 @@ def generation_options() -> argparse.ArgumentParser:
     return p
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def video_options() -> argparse.ArgumentParser:
+    """What a video clip may be (a parent parser; ``osprey.core.video.VideoLimits``'s fields,
+    defaults for a CPU: short clips at a low frame rate)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("video")
+    g.add_argument("--video-fps", type=positive_float, default=float(_env("OSPREY_VIDEO_FPS", "2")),
+                   help="frames kept per second of video (env OSPREY_VIDEO_FPS; default 2)")  # fmt: skip
+    g.add_argument("--max-video-seconds", type=positive_float,
+                   default=float(_env("OSPREY_MAX_VIDEO_SECONDS", "120")),
+                   help="longest clip accepted (env OSPREY_MAX_VIDEO_SECONDS; default 120)")  # fmt: skip
+    g.add_argument("--max-video-frames", type=positive_int,
+                   default=int(_env("OSPREY_MAX_VIDEO_FRAMES", "300")),
+                   help="most frames kept after sampling (env OSPREY_MAX_VIDEO_FRAMES; default 300)")  # fmt: skip
+    g.add_argument("--video-max-side", type=positive_int,
+                   default=int(_env("OSPREY_VIDEO_MAX_SIDE", "1024")),
+                   help="pixels on a kept frame's long side (env OSPREY_VIDEO_MAX_SIDE; default 1024)")  # fmt: skip
+    return p
+
+
+def video_limits(args: argparse.Namespace):
+    """The :class:`~osprey.core.video.VideoLimits` the options name."""
+    from osprey.core.video import VideoLimits
+
+    return VideoLimits(
+        max_seconds=args.max_video_seconds, max_frames=args.max_video_frames,
+        fps=args.video_fps, max_side=args.video_max_side,
+    )  # fmt: skip
+
+
 def model_name(args: argparse.Namespace) -> str | None:
     """The model to load: ``tiny-random`` with ``--tiny`` (``--model tiny-random`` stays an alias)."""
     return TINY_MODEL if getattr(args, "tiny", False) else args.model

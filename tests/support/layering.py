@@ -28,7 +28,7 @@ from pathlib import Path
 TOOLS = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label", "osprey.data"]
 UPPER_APP = ["osprey.app.http_api", "osprey.app.http_gate", "osprey.app.demo", "osprey.app.wiring",
              "osprey.app.handlers", "osprey.app.layout", "osprey.app.main", "osprey.app.serving",
-             "osprey.app.startup"]  # fmt: skip
+             "osprey.app.startup", "osprey.app.video_api", "osprey.app.video_page"]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
@@ -70,12 +70,40 @@ FORBIDDEN: dict[str, list[str]] = {
     "osprey.app.top_classes": ["osprey.app.service", *UPPER_APP, "gradio"],
     "osprey.app.mask_prompts": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
     "osprey.app.export": ["osprey.app.service", *UPPER_APP, "gradio"],
+    # video: the data below the service, the service below the answers (Osprey) and the API
+    "osprey.app.video_session": [
+        "osprey.model",
+        "osprey.inference",
+        "osprey.app.drawing",
+        "osprey.app.service",
+        "osprey.app.video_service",
+        *UPPER_APP,
+        "torch",
+    ],
+    "osprey.app.video_service": [
+        "osprey.model",
+        "osprey.inference",
+        "osprey.app.service",
+        "osprey.app.video_answers",
+        *UPPER_APP,
+        "gradio",
+        "torch",
+    ],
+    "osprey.app.video_export": [
+        "osprey.app.service",
+        "osprey.app.video_service",
+        *UPPER_APP,
+        "gradio",
+        "torch",
+    ],
+    "osprey.app.video_answers": [*UPPER_APP, "gradio"],
     "osprey.data": ["osprey.train"],
 }
 # Nothing outside these packages may import them.
 LEAVES = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label"]
 # Only these may import sam_bridge (they compose SAM with Osprey) or gradio.
-SAM_USERS = ["app", "osprey.app.main", "osprey.app.startup", "sam_bridge", "osprey.label"]
+SAM_USERS = ["app", "osprey.app.main", "osprey.app.startup", "osprey.app.video_cli", "sam_bridge",
+             "osprey.label"]  # fmt: skip
 GRADIO_USERS = ["app", "osprey.app"]
 # What sam_bridge may use of osprey.
 SAM_ALLOWED = ["osprey.core"]
