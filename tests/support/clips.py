@@ -2,8 +2,8 @@
 (``examples/``), and the five consecutive frames of a real street video that labelme's source
 package ships (``examples/video_annotation/data_annotated/0000010{0..4}.jpg``, 1000x563: a
 truck drives past; GPL-3.0 like the rest of labelme, so they are not committed here: ``.ci/run``
-fetches them from PyPI with ``python -m tests.support.clips fetch``; tests that need them skip
-and say so when they are absent).
+fetches them from PyPI with ``python -m tests.support.clips fetch``, and the tests fetch them
+on first use; tests that need them skip and say so when they cannot be fetched).
 
 Clips are written with PyAV (MP4/H.264, WebM/VP9, AVI/MPEG-4, MOV, GIF), optionally with a
 rotation in the container (a phone's portrait video) or with uneven time stamps (variable frame
@@ -50,9 +50,18 @@ def pan(rgb: np.ndarray, count: int, size: tuple[int, int], step: int = 6) -> li
     return out
 
 
+_FETCH_FAILED: list[str] = []
+
+
 def labelme_frames() -> list[np.ndarray] | None:
-    """The five real street-video frames (1000x563), or None when they were not fetched."""
+    """The five real street-video frames (1000x563), fetched from PyPI on first use when absent
+    (so the README's test command needs no extra step); None when they cannot be fetched."""
     paths = [LABELME_DIR / n for n in FRAME_NAMES]
+    if not all(p.is_file() for p in paths) and not _FETCH_FAILED:
+        try:
+            fetch()
+        except (subprocess.CalledProcessError, SystemExit, OSError, ValueError) as exc:
+            _FETCH_FAILED.append(str(exc))
     if not all(p.is_file() for p in paths):
         return None
     return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
