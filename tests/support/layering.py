@@ -28,7 +28,7 @@ from pathlib import Path
 TOOLS = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label", "osprey.data"]
 UPPER_APP = ["osprey.app.http_api", "osprey.app.http_gate", "osprey.app.demo", "osprey.app.wiring",
              "osprey.app.handlers", "osprey.app.layout", "osprey.app.main", "osprey.app.serving",
-             "osprey.app.startup"]  # fmt: skip
+             "osprey.app.startup", "osprey.app.canvas_component", "osprey.app.chips_component"]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
@@ -70,6 +70,9 @@ FORBIDDEN: dict[str, list[str]] = {
     "osprey.app.top_classes": ["osprey.app.service", *UPPER_APP, "gradio"],
     "osprey.app.mask_prompts": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
     "osprey.app.export": ["osprey.app.service", *UPPER_APP, "gradio"],
+    "osprey.app.everything": ["osprey.app.service", *UPPER_APP, "gradio"],
+    "osprey.app.saved": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
+    "osprey.app.canvas_page": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
     "osprey.data": ["osprey.train"],
 }
 # Nothing outside these packages may import them.
