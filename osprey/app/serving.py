@@ -4,6 +4,7 @@ headers; a start-up check that missed on a busy machine is tried again."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -12,9 +13,10 @@ class CrossOriginIsolation:
     and ``Cross-Origin-Embedder-Policy: credentialless``, which make a top-level page cross-origin
     isolated, so the page's WebAssembly decoder can run on several threads (onnxruntime-web needs
     SharedArrayBuffer). ``credentialless`` still loads cross-origin resources (without their
-    cookies) where ``require-corp`` would block those that do not opt in. Inside a Space's iframe
-    the page cannot be isolated (huggingface.co is not) and runs one thread, as it does in a
-    browser without ``credentialless`` (Safari). Pure ASGI: streamed responses pass untouched."""
+    cookies) where ``require-corp`` would block those that do not opt in; a browser without
+    ``credentialless`` (Safari) is not isolated and runs one thread. On a Space the platform sends
+    the README's ``custom_headers`` instead (:func:`in_space`). Pure ASGI: streamed responses pass
+    untouched."""
 
     HEADERS = (
         (b"cross-origin-opener-policy", b"same-origin"),
@@ -37,17 +39,20 @@ class CrossOriginIsolation:
 
 
 def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
-    """``demo.launch(**launch)`` behind :class:`~osprey.app.http_gate.ApiGate` (calls to the API
-    checked before Gradio runs them) and, unless ``isolate`` is off, with
-    :class:`CrossOriginIsolation`'s headers. Gradio gives up when its own page does not answer
-    within 3 s of starting ("localhost is not accessible"), which happens on a busy small
-    machine: try again rather than fail to start."""
+    """``demo.launch(**launch)`` with the page's look (theme and style sheet, see
+    :func:`~osprey.app.layout.look`), behind :class:`~osprey.app.http_gate.ApiGate` (calls to
+    the API checked before Gradio runs them) and, unless ``isolate`` is off or a Space sends the
+    headers itself, with :class:`CrossOriginIsolation`'s headers. Gradio gives up when its own
+    page does not answer within 3 s of starting ("localhost is not accessible"), which happens on
+    a busy small machine: try again rather than fail to start."""
     from starlette.middleware import Middleware
 
+    from osprey.app.layout import look
+
     middleware = [m for m in (_api_gate(demo),) if m is not None]
-    if isolate:
+    if isolate and not in_space():
         middleware.append(Middleware(CrossOriginIsolation))
-    options = dict(launch)
+    options = {**look(), **launch}
     if middleware:
         options["app_kwargs"] = {**launch.get("app_kwargs", {}), "middleware": middleware}
     for attempt in range(attempts):
@@ -60,6 +65,13 @@ def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
             print("The page did not answer within Gradio's start-up check; trying again.",
                   file=sys.stderr)  # fmt: skip
             demo.close()
+
+
+def in_space() -> bool:
+    """Whether the app runs on a Hugging Face Space, whose platform adds the isolation headers
+    of the README's front matter (``custom_headers``) to every response: the app then sends
+    none, so that each header comes once (two different COEP values would cancel each other)."""
+    return bool(os.environ.get("SPACE_ID"))
 
 
 def _api_gate(demo):
