@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -16,15 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def start_app(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``python app.py ARGS --port P`` on a free port and wait until it serves; returns
-    the process and its URL. Its stderr is a pipe (read when it fails to start)."""
+    the process and its URL. Its stderr goes to a temporary file (a pipe nobody reads would stop
+    a long run once full), shown when it fails to start."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     argv = [sys.executable, "app.py", *args, "--port", str(port)]
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log = log  # read with app_log(proc)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
         try:
@@ -33,12 +35,16 @@ def start_app(args: list[str], env: dict[str, str] | None = None) -> tuple[subpr
                     return proc, url
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the app exited: {proc.stderr.read().decode()[-2000:]}"
-                ) from None
+                raise RuntimeError(f"the app exited: {app_log(proc)[-2000:]}") from None
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError("the app did not start")
+
+
+def app_log(proc: subprocess.Popen) -> str:
+    """What the app started by :func:`start_app` wrote to stderr so far."""
+    proc.log.seek(0)
+    return proc.log.read().decode(errors="replace")
 
 
 def stop_app(proc: subprocess.Popen) -> None:

@@ -24,6 +24,10 @@ from osprey.core.images import ImageLike
 from osprey.core.masks import decode_rle, rle_area, rle_box
 from sam_bridge.errors import SamBridgeError
 
+# The generator upsamples every mask of a batch of grid points to the image's size in float32:
+# 64 points of a 12 MP photo are 9 GB. At most this many bytes of them at once.
+BATCH_BYTES = 256 * 2**20
+
 
 class SamBridge(Protocol):
     """What segment everything uses of :class:`sam_bridge.predictor.SamBridge` (which owns this
@@ -160,6 +164,13 @@ def _auto_mask(record: dict[str, Any]) -> AutoMask | None:
 # public API
 
 
+def _batch(family_default: int, shape: tuple[int, ...]) -> int:
+    """Grid points decoded together: the family's number, but no more than keeps the batch's
+    full-size float masks (three per point) within ``BATCH_BYTES``."""
+    per_point = 3 * 4 * int(shape[0]) * int(shape[1])
+    return max(1, min(family_default, BATCH_BYTES // per_point))
+
+
 def segment_everything(
     bridge: SamBridge,
     image: ImageLike,
@@ -181,7 +192,8 @@ def segment_everything(
     zoomed-in crops (each one an encoder run). Empty masks are never returned. Other users'
     clicks do not wait for it (it holds the encode lock only while a crop is encoded).
     ``points_per_batch``: grid points decoded together (default: the family's, 64 for SAM 1,
-    16 for SAM 2, whose decoder repeats the image's high-resolution maps per point).
+    16 for SAM 2, whose decoder repeats the image's high-resolution maps per point; fewer for a
+    large photo, whose three full-size float masks per point would otherwise take gigabytes).
     """
     _check_options(
         points_per_side, pred_iou_thresh, stability_score_thresh, min_area, crop_n_layers
@@ -191,7 +203,7 @@ def segment_everything(
     generator = SamAutomaticMaskGenerator(
         bridge.model if sam1 else _frame_of(bridge),
         points_per_side=points_per_side,
-        points_per_batch=points_per_batch or bridge.family.points_per_batch,
+        points_per_batch=points_per_batch or _batch(bridge.family.points_per_batch, rgb.shape),
         pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh,
         box_nms_thresh=box_nms_thresh,

@@ -252,8 +252,7 @@ class SamBridge:
         family: str = "sam1",
         **kwargs: Any,
     ) -> SamBridge:
-        """A tiny random-weight SAM of ``family`` (``sam1`` / ``sam2``; untrained: masks are
-        meaningless) for tests and offline work."""
+        """A tiny untrained SAM of ``family`` (``sam1`` / ``sam2``): tests, offline work."""
         from sam_bridge.loading import tiny_model
 
         model, name = tiny_model(family, seed)
@@ -281,6 +280,11 @@ class SamBridge:
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()
+
+    def resize_cache(self, max_bytes: int) -> None:
+        """Bound the embedding cache by ``max_bytes`` (its newest entry is always kept)."""
+        with self._cache_lock:
+            self._cache.max_bytes = int(max_bytes)
 
     # images ------------------------------------------------------------------------------------
 

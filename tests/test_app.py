@@ -133,7 +133,7 @@ def test_model_options_reach_the_loaders(monkeypatch, argv, zero_gpu, expected):
     from sam_bridge import SamBridge
 
     seen = {}
-    monkeypatch.setattr(SamBridge, "from_pretrained", classmethod(lambda cls, *a, **k: "sam"))
+    monkeypatch.setattr(SamBridge, "from_pretrained", classmethod(lambda cls, *a, **k: cls.tiny()))
 
     def load(cls, name, **kwargs):
         seen.update(kwargs, name=name)
@@ -230,9 +230,12 @@ class _FlakyDemo:
 
 def test_a_missed_start_up_check_is_tried_again(capsys):
     demo = _FlakyDemo(fails=2)
-    serve(demo, {"server_port": 7861}, isolate=False)
+    serving = serve(demo, {"server_port": 7861}, isolate=False)
+    # serve returns once the server runs (the caller blocks and drains: wait_and_drain)
     assert [d["server_port"] for d in demo.launches] == [7861] * 3 and demo.closes == 2
+    assert all(d["prevent_thread_lock"] for d in demo.launches)
     assert "theme" in demo.launches[0] and "css" in demo.launches[0]  # the page's look
+    serving.janitor.stop()
     assert "trying again" in capsys.readouterr().err
     with pytest.raises(ValueError, match="localhost"):
         serve(_FlakyDemo(fails=3), {})

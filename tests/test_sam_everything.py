@@ -110,3 +110,13 @@ def test_mask_at_on_everything_output(monkeypatch, voc):
     hit = mask_at(found, x, y)
     containing = [m for m in found if m.mask[int(y), int(x)]]
     assert hit is not None and hit.area == min(m.area for m in containing)
+
+
+def test_a_large_photo_is_segmented_a_few_grid_points_at_a_time():
+    """The generator upsamples three float masks per grid point to the photo's size: 64 points
+    of a 12 MP photo would be 9 GB at once; they go a point at a time there."""
+    from sam_bridge.everything import BATCH_BYTES, _batch
+
+    assert _batch(64, (375, 500, 3)) == 64
+    assert _batch(64, (3024, 4032, 3)) == 1
+    assert _batch(16, (1080, 1920, 3)) * 3 * 4 * 1080 * 1920 <= BATCH_BYTES

@@ -18,9 +18,13 @@ CACHE_TTL_S = 900  # files in Gradio's cache are deleted after this many seconds
 IDLE_SESSION_S = 7200
 
 
-def build_demo(service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None):
+def build_demo(
+    service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | None = None,
+    trust_proxy: bool = False,
+):  # fmt: skip
     """The page (layout, then wiring) and the API endpoints, over one RegionChat.
-    ``examples``: photo files offered on the page (default: the checkout's ``examples/``)."""
+    ``examples``: photo files offered on the page (default: the checkout's ``examples/``);
+    ``trust_proxy``: API clients' addresses from ``X-Forwarded-For`` (see fair_share.py)."""
     import gradio as gr
 
     from osprey.app.http_api import Endpoints
@@ -50,7 +54,7 @@ def build_demo(service, cache_ttl: int = CACHE_TTL_S, examples: Sequence[str] | 
             visitors.left(request)
 
         demo.unload(on_leave)
-        api, lane = Endpoints(service), lanes(service)
+        api, lane = Endpoints(service, trust_proxy), lanes(service)
         for name in Endpoints.NAMES:
             endpoint = guarded(gpu(getattr(api, name)))
             gr.api(endpoint, api_name=name, **lane[API_LANES.get(name, "interactive")])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from osprey.app import saved
 from osprey.app.canvas_page import Page, PageView, chip_indices, region_chips
+from osprey.app.fair_share import whole_image
 from osprey.app.guard import guarded, user_error
 from osprey.app.layout import TASK_LABELS
 from osprey.app.zerogpu import gpu
@@ -246,6 +247,7 @@ def send_handler(service):
 
 
 def everything_handler(service):
+    @whole_image
     @guarded
     @gpu
     def run(s):
@@ -292,6 +294,7 @@ def bars(top: list[tuple[str, float]]) -> str:
 def describe_all_handler(service):
     from osprey.app import top_classes
 
+    @whole_image
     @guarded
     @gpu
     def run(s, label, choice, custom):

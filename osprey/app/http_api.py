@@ -25,6 +25,7 @@ import gradio as gr
 from gradio import FileData
 
 from osprey.app import top_classes
+from osprey.app.fair_share import client_address, whole_image
 from osprey.app.service import RegionChat, ServiceError
 from osprey.app.session import Session
 from osprey.app.uploads import read_upload
@@ -36,6 +37,7 @@ from osprey.inference.vocabularies import MAX_TOP_K
 
 API_SESSION_TTL = 900.0  # seconds an idle API session is kept
 MAX_API_SESSIONS = 256
+SESSIONS_PER_ADDRESS = 16  # API sessions one client address may hold open
 MAX_POINTS = MAX_POINTS_PER_PROMPT  # clicks in one prompt
 MAX_POINTS_PER_SIDE = 32  # "segment everything" grid: 32 x 32 clicks
 MAX_JSON_CHARS = 10_000
@@ -145,25 +147,49 @@ def parse_prompt(points: str, labels: str, box: str) -> tuple[list, list | None,
 
 
 class Sessions:
-    """API sessions by client id (Gradio's session hash), least recently used first; idle ones
-    expire after ``ttl`` seconds and at most ``capacity`` are kept."""
+    """API sessions by client id (Gradio's session hash), least recently used first. Idle ones
+    expire after ``ttl`` seconds. Only ``/session_open`` makes one; at most ``capacity`` are kept
+    and at most ``per_address`` for one client address. A session holding an image is never
+    pushed out by other clients' traffic: when the server is full, an empty one goes, else the
+    new one is refused ("too many open sessions")."""
 
-    def __init__(self, ttl: float = API_SESSION_TTL, capacity: int = MAX_API_SESSIONS):
-        self.ttl, self.capacity = ttl, capacity
-        self._items: OrderedDict[str, tuple[float, Session]] = OrderedDict()
+    def __init__(
+        self, ttl: float = API_SESSION_TTL, capacity: int = MAX_API_SESSIONS,
+        per_address: int = SESSIONS_PER_ADDRESS,
+    ):  # fmt: skip
+        self.ttl, self.capacity, self.per_address = ttl, capacity, per_address
+        self._items: OrderedDict[str, tuple[float, Session, str]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, client: str) -> Session:
+    def get(self, client: str, create: bool = False, address: str = "") -> Session:
+        """The client's session (now the most recently used); with ``create``, a new one if it
+        has none. :class:`ServiceError` when it has none and may not get one."""
         now = time.monotonic()
         with self._lock:
-            for key in [k for k, (t, _) in self._items.items() if now - t > self.ttl]:
+            for key in [k for k, (t, _, _) in self._items.items() if now - t > self.ttl]:
                 del self._items[key]
-            _, session = self._items.pop(client, (now, None))
-            session = session or Session()
-            self._items[client] = (now, session)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-            return session
+            entry = self._items.pop(client, None)
+            if entry is None and not create:
+                raise ServiceError("This client has no open image: call /session_open first.")
+            if entry is None:
+                self._make_room(address)
+                entry = (now, Session(), address)
+            self._items[client] = (now, entry[1], entry[2])
+            return entry[1]
+
+    def _make_room(self, address: str) -> None:
+        mine = sum(1 for _, _, a in self._items.values() if a == address)
+        if mine >= self.per_address:
+            raise ServiceError(
+                f"This address already has {mine} open sessions: close one (/session_close) "
+                "or wait for it to expire."
+            )
+        if len(self._items) < self.capacity:
+            return
+        empty = next((k for k, (_, s, _) in self._items.items() if s.image is None), None)
+        if empty is None:
+            raise ServiceError("The server has too many open sessions; try again in a few minutes.")
+        del self._items[empty]
 
     def pop(self, client: str) -> Session | None:
         with self._lock:
@@ -183,8 +209,9 @@ class Endpoints:
         "session_close", "classify",
     )  # fmt: skip
 
-    def __init__(self, service: RegionChat):
-        self.service = service
+    def __init__(self, service: RegionChat, trust_proxy: bool = False):
+        """``trust_proxy``: a client's address is the last entry of ``X-Forwarded-For``."""
+        self.service, self.trust_proxy = service, trust_proxy
         self.sessions = Sessions()
         self._out = Path(tempfile.mkdtemp(prefix="osprey-api-"))
 
@@ -220,6 +247,7 @@ class Endpoints:
             return
         yield [answer for _, answer in self.service.describe(s, task, max_new_tokens=tokens)]
 
+    @whole_image
     def describe_all(
         self, image: FileData, points_per_side: float = 16, pred_iou_thresh: float = 0.88,
         stability_score_thresh: float = 0.95, vocabulary: str = "",
@@ -277,7 +305,8 @@ class Endpoints:
     def session_open(self, image: FileData, request: gr.Request) -> dict:
         """Open an image in this client's session (regions and chat start over)."""
         data = read_upload(image, "image")
-        s = self.sessions.get(request.session_hash)
+        address = client_address(request.client, request.headers, self.trust_proxy)
+        s = self.sessions.get(request.session_hash, create=True, address=address)
         handle = self.service.open_image(s, data)
         return {"height": handle.height, "width": handle.width}
 

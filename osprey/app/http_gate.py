@@ -2,15 +2,18 @@
 
 Gradio answers a call with too few values, or a file object whose path it will not touch, with
 an empty error (``{"error": null}``): a client cannot tell what it did wrong. :class:`ApiGate`
-(ASGI middleware) reads the body of every call to one of the app's endpoints (REST
+(ASGI middleware) reads the body of every call that would join Gradio's queue (REST
 ``/call/NAME``, ``/run/NAME``, ``/api/NAME`` and the clients' ``/queue/join``) and answers a
-wrong one itself, with HTTP 422 and one line in the app's words: which value is missing or which
-argument is not an uploaded file. What passes is handed to Gradio unchanged; the endpoint then
-checks every value (:mod:`osprey.app.http_api`).
+wrong one itself, in one line in the app's words: HTTP 422 for a call of the wrong shape (which
+value is missing, which argument is not an uploaded file), 429 for one beyond the visitor's fair
+share (:mod:`osprey.app.fair_share`), 503 (409 for a queue join, whose page shows the text) while
+the server drains to stop. What passes is handed
+to Gradio unchanged; the endpoint then checks every value (:mod:`osprey.app.http_api`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -19,10 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from osprey.app.fair_share import client_address
 from osprey.app.uploads import upload_path
 from osprey.core.errors import OspreyError
 
 MAX_CALL_BYTES = 8 * 2**20  # a call's JSON body (files travel through the upload route)
+RESTARTING = "The server is restarting; try again in a minute."
+# Gradio lists a finished call among the running ones until its clean-up has run: a client that
+# sends its next call the moment it reads the last answer could be refused for that one. Count
+# again after these pauses (seconds) before refusing.
+RECOUNT_PAUSES = (0.0, 0.05, 0.1, 0.25)
 _CALL = re.compile(r"^(?:/gradio_api)?/(?:call(?:/v2)?|run|api)/([^/]+)/?$")
 _JOIN = re.compile(r"^(?:/gradio_api)?/queue/join/?$")
 
@@ -79,13 +88,24 @@ def _describe(p: Param) -> str:
 
 
 class ApiGate:
-    """ASGI middleware over the app: checks calls to ``endpoints`` ({api_name: params}) with
-    :func:`check_call`. ``fn_names(fn_index)`` maps a queue join's function to its api_name."""
+    """ASGI middleware over the app, asked about every call that would join Gradio's queue (a
+    REST call to a named function, or a client's queue join):
 
-    def __init__(
-        self, app, endpoints: dict[str, tuple[Param, ...]], fn_names: Callable[[int], str | None]
-    ):
-        self.app, self.endpoints, self.fn_names = app, endpoints, fn_names
+    * while ``state.draining`` (the server is stopping), every new call gets HTTP 503 with
+      ``Retry-After`` (a queue join 409: Gradio's page shows the text of a 409, and its own
+      "busy" line for a 503);
+    * a call to one of ``endpoints`` ({api_name: params}) of the wrong shape gets 422
+      (:func:`check_call`);
+    * a call beyond the visitor's fair share gets 429 (:class:`~osprey.app.fair_share.FairShare`).
+
+    ``fns``: the demo's functions by index (what a queue join names); ``fair``: the policy, or
+    None for none."""
+
+    def __init__(self, app, endpoints: dict[str, tuple[Param, ...]], fns: dict, fair=None,
+                 state=None):  # fmt: skip
+        self.app, self.endpoints, self.fns, self.fair = app, endpoints, fns, fair
+        self.state = state
+        self._by_name = {f.api_name: f for f in fns.values() if getattr(f, "api_name", None)}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "POST":
@@ -94,28 +114,44 @@ class ApiGate:
         call, join = _CALL.match(path), _JOIN.match(path)
         if call is None and join is None:
             return await self.app(scope, receive, send)
-        if call is not None and call.group(1) not in self.endpoints:
-            return await self.app(scope, receive, send)
+        if getattr(self.state, "draining", False):
+            return await _refuse(send, 503 if call else 409, RESTARTING, retry_after=60)
         body, complete = await _read_body(receive, MAX_CALL_BYTES)
         if not complete:
             return await _refuse(send, 413, "the call's body is too large (files go to /upload)")
-        problem = self._problem(call.group(1) if call else None, body)
+        fn, parsed, problem = self._shape(call.group(1) if call else None, body)
         if problem is not None:
             return await _refuse(send, 422, problem)
-        return await self.app(scope, _replay(body, receive), send)
+        if fn is None or self.fair is None:
+            return await self.app(scope, _replay(body, receive), send)
+        address = client_address(scope.get("client"), scope.get("headers", []),
+                                 self.fair.trust_proxy)  # fmt: skip
+        session = parsed.get("session_hash")
+        for pause in RECOUNT_PAUSES:  # a call that just finished is still listed for a moment
+            await asyncio.sleep(pause)
+            refused = self.fair.refuse(fn, session, address)
+            if refused is None:
+                break
+        if refused is not None:
+            return await _refuse(send, 429, refused)
+        with self.fair.joining(fn, session, address):
+            return await self.app(scope, _replay(body, receive), send)
 
-    def _problem(self, api_name: str | None, body: bytes) -> str | None:
+    def _shape(self, api_name: str | None, body: bytes) -> tuple[Any, dict, str | None]:
+        """(the function called, the parsed body, what is wrong with the call's shape)."""
         try:
             parsed = json.loads(body or b"null")
         except (ValueError, RecursionError):
-            return "the body must be JSON"
+            return None, {}, "the body must be JSON"
+        parsed = parsed if isinstance(parsed, dict) else {}
         if api_name is None:  # a queue join: which function?
-            index = parsed.get("fn_index") if isinstance(parsed, dict) else None
-            name = self.fn_names(index) if isinstance(index, int) else None
-            if name not in self.endpoints:
-                return None  # the page's own events, checked by their handlers
-            api_name = name
-        return check_call(api_name, self.endpoints[api_name], parsed)
+            index = parsed.get("fn_index")
+            fn = self.fns.get(index) if isinstance(index, int) else None
+        else:
+            fn = self._by_name.get(api_name)
+        name = getattr(fn, "api_name", None)
+        problem = check_call(name, self.endpoints[name], parsed) if name in self.endpoints else None
+        return fn, parsed, problem
 
 
 async def _read_body(receive, limit: int) -> tuple[bytes, bool]:
@@ -146,9 +182,11 @@ def _replay(body: bytes, receive):
     return replayed
 
 
-async def _refuse(send, status: int, message: str) -> None:
+async def _refuse(send, status: int, message: str, retry_after: int | None = None) -> None:
     payload = json.dumps({"error": message, "detail": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]  # fmt: skip
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

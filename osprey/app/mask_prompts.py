@@ -40,8 +40,10 @@ class Segmenter(Protocol):
 
 
 def need_image(session: Session) -> ImageHandle:
+    """The session's open image (noted as used: idle ones are the first moved to disk)."""
     if session.image is None:
         raise ServiceError("Upload an image (or pick an example) first.")
+    session.image.touch()
     return session.image
 
 

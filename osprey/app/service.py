@@ -32,6 +32,7 @@ from osprey.app.session import (
     model_question,
     to_user_names,
 )
+from osprey.app.session_images import SessionImages
 from osprey.core.constants import DEFAULT_MAX_NEW_TOKENS, MAX_MASKS_PER_REQUEST, MIN_IMAGE_SIDE
 from osprey.core.errors import ImageError, ServiceError
 from osprey.core.images import ImageHandle, ImageLike
@@ -69,12 +70,13 @@ class RegionChat:
         self, osprey: Osprey, sam: Segmenter, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         max_regions: int = MAX_MASKS_PER_REQUEST, detail_tokens: int = DETAIL_TOKENS,
         everything: dict[str, Any] | None = None, stream_interval: float = STREAM_INTERVAL,
-        encode_lane: bool | None = None,
+        encode_lane: bool | None = None, images: SessionImages | None = None,
     ):  # fmt: skip
         """``everything``: default options of "segment everything" (SAM's grid and thresholds;
         the tiny, untrained SAM finds masks only with its thresholds at 0). ``stream_interval``:
         an answer streams at most one update per this many seconds. ``encode_lane``: new uploads
-        encoded on a nicer thread of their own (default: when a model is on the CPU)."""
+        encoded on a nicer thread of their own (default: when a model is on the CPU).
+        ``images``: what all sessions hold of their images, within its budget."""
         self.osprey, self.sam = osprey, sam
         self.everything = {"points_per_side": 16, **(everything or {})}
         self.masks = MaskPrompts(sam)
@@ -85,6 +87,7 @@ class RegionChat:
         self._stops = StopEvents()
         self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring
         self._locks = SessionLocks()
+        self.images = images if images is not None else SessionImages()
 
     def editing(self, session: Session):
         """Hold ``session`` for one change (see :class:`SessionLocks`)."""
@@ -101,16 +104,7 @@ class RegionChat:
         """:meth:`open_image` in two steps, for a page that shows its progress: at the first
         yield the session holds the image and SAM its embedding (clicks work from then on); at
         the second Osprey has its image features too (answers start at once)."""
-        handle = _intake(self.sam, image)
-        run = self._encoder.run if self._encoder else lambda fn: fn()
-        with _released(handle):  # also when the page goes away between the steps
-            run(lambda: self.sam.set_image(handle))
-            with self.editing(session):
-                self._end_answer(session)
-                session.reset(handle)
-            yield handle
-            run(lambda: self.osprey.set_image(handle))
-        yield handle
+        return _open_steps(self, session, image)
 
     # -- prompts -> candidate masks (SAM): see osprey/app/mask_prompts.py --------------------------------
 
@@ -286,6 +280,10 @@ class RegionChat:
         """End the answer streaming for this session (the Stop button)."""
         self._stops.stop(session)
 
+    def stop_all(self) -> None:
+        """End every answer streaming (the server is stopping)."""
+        self._stops.stop_all()
+
     def _end_answer(self, session: Session) -> None:
         """Stop the answer streaming for ``session``'s current image, if any."""
         self._stops.end(session)
@@ -334,6 +332,10 @@ class StopEvents:
     def stop(self, session: Session) -> None:
         self._events.setdefault(session.id, threading.Event()).set()
 
+    def stop_all(self) -> None:
+        for event in list(self._events.values()):
+            event.set()
+
     def end(self, session: Session) -> None:
         """Stop the answer streaming, if any; the event goes (the next answer gets a new one)."""
         event = self._events.pop(session.id, None)
@@ -365,6 +367,28 @@ def _checked_label(label: str, others: Sequence[str] = ()) -> str:
         return check_label(label, others)
     except LabelError as exc:
         raise ServiceError(str(exc)) from exc
+
+
+def _open_steps(
+    service: RegionChat, session: Session, image: ImageLike | None
+) -> Iterator[ImageHandle]:
+    """:meth:`RegionChat.open_steps`: SAM's embedding, the session reset (first yield), Osprey's
+    features, then the handle held within the sessions' budget (second yield)."""
+    handle = _intake(service.sam, image)
+    run = service._encoder.run if service._encoder else lambda fn: fn()
+    with _released(handle):  # also when the page goes away between the steps
+        run(lambda: service.sam.set_image(handle))
+        with service.editing(session):
+            service._end_answer(session)
+            session.reset(handle)
+        yield handle
+        run(lambda: service.osprey.set_image(handle))
+    kept = service.images.add(handle)  # within the sessions' budget; shared when the same
+    if kept is not handle:
+        with service.editing(session):
+            if session.image is handle:
+                session.image = kept
+    yield kept
 
 
 def _intake(sam: Segmenter, image: ImageLike | None) -> ImageHandle:

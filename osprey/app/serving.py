@@ -1,11 +1,21 @@
-"""Serving the demo: Gradio's launch behind the API's front gate
-(:mod:`osprey.app.http_gate`) and, for the page's WebAssembly threads, cross-origin isolation
-headers; a start-up check that missed on a busy machine is tried again."""
+"""Serving the demo: Gradio's launch behind the API's front gate (:mod:`osprey.app.http_gate`:
+call shapes, fair shares, "restarting" while draining) and, for the page's WebAssembly threads,
+cross-origin isolation headers; an upload janitor; a start-up check that missed on a busy machine
+tried again; and a clean stop: SIGTERM or Ctrl-C stops new work, lets running answers finish
+for up to ``--drain-seconds``, then closes."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from osprey.app.fair_share import PER_VISITOR, FairShare
+from osprey.app.upload_janitor import GRACE_S, UploadJanitor, queued_events
 
 
 class CrossOriginIsolation:
@@ -38,33 +48,78 @@ class CrossOriginIsolation:
         return await self.app(scope, receive, send_isolated)
 
 
-def serve(demo, launch: dict, attempts: int = 3, isolate: bool = True) -> None:
-    """``demo.launch(**launch)`` with the page's look (theme and style sheet, see
-    :func:`~osprey.app.layout.look`), behind :class:`~osprey.app.http_gate.ApiGate` (calls to
-    the API checked before Gradio runs them) and, unless ``isolate`` is off or a Space sends the
-    headers itself, with :class:`CrossOriginIsolation`'s headers. Gradio gives up when its own
-    page does not answer within 3 s of starting ("localhost is not accessible"), which happens on
-    a busy small machine: try again rather than fail to start."""
+@dataclass
+class Policy:
+    """How the server admits calls: a visitor's fair share (``per_visitor``; ``trust_proxy``: take
+    the address from ``X-Forwarded-For``), and how long uploads nobody names are kept."""
+
+    per_visitor: int = PER_VISITOR
+    trust_proxy: bool = False
+    upload_grace: float = GRACE_S
+
+
+@dataclass
+class Serving:
+    """A launched demo: its gate's state (``draining``), its upload janitor, and the stop."""
+
+    demo: Any
+    janitor: UploadJanitor
+    draining: bool = False
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def busy(self) -> int:
+        """Events waiting or running in the demo's queue."""
+        return len(queued_events(self.demo))
+
+    def drain(self, seconds: float, poll: float = 0.2) -> int:
+        """Stop taking new calls (the gate answers "restarting"), let what runs finish for up to
+        ``seconds``, then close the server; returns how many events were still there."""
+        self.draining = True
+        deadline = time.monotonic() + seconds
+        while self.busy() and time.monotonic() < deadline:
+            time.sleep(poll)
+        left = self.busy()
+        self.janitor.stop()
+        self.demo.close()
+        self.stopped.set()
+        return left
+
+
+def serve(
+    demo, launch: dict, attempts: int = 3, isolate: bool = True, policy: Policy | None = None
+) -> Serving:
+    """``demo.launch(**launch)`` behind :class:`~osprey.app.http_gate.ApiGate` (calls checked,
+    fair shares kept, refused while draining), with the page's look (theme and style sheet, see
+    :func:`~osprey.app.layout.look`) and, unless ``isolate`` is off or a Space sends the headers
+    itself, with :class:`CrossOriginIsolation`'s headers; uploads are cleared by an
+    :class:`~osprey.app.upload_janitor.UploadJanitor`. Returns once the server runs (Gradio's
+    ``prevent_thread_lock``; :func:`wait_and_drain` blocks). Gradio gives up when its own page
+    does not answer within 3 s of starting ("localhost is not accessible"), which happens on a
+    busy small machine: try again rather than fail to start."""
     from starlette.middleware import Middleware
 
     from osprey.app.layout import look
 
-    middleware = [m for m in (_api_gate(demo),) if m is not None]
+    policy = policy or Policy()
+    serving = Serving(demo, UploadJanitor(demo, grace=policy.upload_grace))
+    middleware = [m for m in (_api_gate(demo, policy, serving),) if m is not None]
     if isolate and not in_space():
         middleware.append(Middleware(CrossOriginIsolation))
-    options = {**look(), **launch}
+    options = {**look(), **launch, "prevent_thread_lock": True}
     if middleware:
         options["app_kwargs"] = {**launch.get("app_kwargs", {}), "middleware": middleware}
     for attempt in range(attempts):
         try:
             demo.launch(**options)
-            return
+            break
         except ValueError as exc:
             if "localhost is not accessible" not in str(exc) or attempt == attempts - 1:
                 raise
             print("The page did not answer within Gradio's start-up check; trying again.",
                   file=sys.stderr)  # fmt: skip
             demo.close()
+    serving.janitor.start()
+    return serving
 
 
 def in_space() -> bool:
@@ -74,18 +129,39 @@ def in_space() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def _api_gate(demo):
-    """The gate's middleware for ``demo``'s API endpoints (see osprey/app/http_gate.py); None for a
-    demo without them."""
+def wait_and_drain(serving: Serving, drain_seconds: float) -> int:
+    """Block until SIGTERM or Ctrl-C (SIGINT), then :meth:`Serving.drain`; returns the events
+    the drain had to cut. Main thread only (signal handlers)."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        print(f"{name}: finishing running answers (at most {drain_seconds:g} s), then stopping.",
+              file=sys.stderr)  # fmt: skip
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return serving.drain(drain_seconds)
+
+
+def _api_gate(demo, policy: Policy, state: Serving):
+    """The gate's middleware for ``demo`` (see osprey/app/http_gate.py); None for a demo with
+    no functions."""
     from starlette.middleware import Middleware
 
     from osprey.app.http_api import Endpoints
     from osprey.app.http_gate import ApiGate, endpoint_params
 
     fns = dict(getattr(demo, "fns", {}))
+    if not fns:
+        return None
     endpoints = {f.api_name: endpoint_params(f.fn) for f in fns.values()
                  if f.api_name in Endpoints.NAMES}  # fmt: skip
-    if not endpoints:
-        return None
-    return Middleware(ApiGate, endpoints=endpoints,
-                      fn_names=lambda index: getattr(fns.get(index), "api_name", None))  # fmt: skip
+    fair = FairShare(demo, policy.per_visitor, policy.trust_proxy, Endpoints.NAMES)
+    return Middleware(ApiGate, endpoints=endpoints, fns=fns, fair=fair, state=state)

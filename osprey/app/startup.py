@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from osprey.app.budgets import Budgets, plan_budgets
+from osprey.app.session_images import SessionImages
 from osprey.app.zerogpu import zero_gpu
 from sam_bridge.names import tiny_family
 
@@ -47,7 +49,41 @@ def build_service(args: argparse.Namespace):
         osp.generator.enable_batching(
             max_active=args.max_active, max_waiting=args.queue_size, kv_budget=kv_budget
         )
-    return RegionChat(osp, sam, **extra)
+    budgets = _budgets(args, None if args.tiny else fit, kv_budget)
+    apply_budgets(osp, sam, budgets)
+    print(budgets.describe(), file=sys.stderr)
+    return RegionChat(osp, sam, images=SessionImages(budgets.sessions), **extra)
+
+
+def _budgets(args: argparse.Namespace, fit, kv_budget: int) -> Budgets:
+    """The caches' and sessions' budgets from what the models leave (the tiny ones: a generous
+    estimate of their peak), or as ``--cache-mib`` / ``--session-mib`` set them."""
+    from osprey.inference.hardware_fit import GIB, MARGIN_GIB, TINY_PEAK_GIB, available_gib
+
+    host = (available_gib("cpu") - MARGIN_GIB) * GIB
+    if fit is None:  # --tiny, on the CPU
+        left = host - TINY_PEAK_GIB * GIB - kv_budget
+    else:
+        left = (fit.available_gib - fit.peak_gib - MARGIN_GIB) * GIB - kv_budget
+        host = host - (fit.peak_gib * GIB if fit.device == "cpu" else 0)
+    return plan_budgets(max(0, int(left)), max(0, int(host)), args.cache_mib, args.session_mib)
+
+
+def apply_budgets(osp, sam, budgets: Budgets) -> None:
+    """Bound the models' caches by ``budgets`` (bytes; each keeps at least its newest entry)."""
+    sam.resize_cache(budgets.sam)
+    osp.images.cache.max_bytes = budgets.features
+    osp.generator.prefix.max_bytes = budgets.prefix
+
+
+def stop_service(service) -> None:
+    """The server is stopping: end every answer still streaming, close the batching engine,
+    delete the sessions' files."""
+    service.stop_all()
+    engine = service.osprey.generator.engine
+    if engine is not None:
+        engine.close()
+    service.images.close()
 
 
 def _fit(args: argparse.Namespace):

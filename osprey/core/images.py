@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,10 @@ class ImageHandle:
     bytes give the same pixels, so the key stays true).
     """
 
-    __slots__ = ("_pil", "_rgb", "height", "key", "source", "width")
+    __slots__ = (
+        "__weakref__", "_pil", "_rgb", "_source", "_spilled", "height", "key", "last_used",
+        "width",
+    )  # fmt: skip
 
     def __init__(
         self, rgb: np.ndarray | None, key: str, source: bytes | None = None,
@@ -44,11 +48,12 @@ class ImageHandle:
     ) -> None:  # fmt: skip
         if rgb is None and pil is None:
             raise ValueError("an ImageHandle needs pixels (rgb or pil)")
-        self.key, self.source = key, source
+        self.key, self._source, self._spilled = key, source, None
         self.height, self.width = (
             (rgb.shape[0], rgb.shape[1]) if rgb is not None else pil.size[::-1]
         )
         self._rgb, self._pil = rgb, pil
+        self.last_used = time.monotonic()
 
     @classmethod
     def of(cls, image: ImageLike, max_pixels: int = MAX_PIXELS) -> ImageHandle:
@@ -80,19 +85,46 @@ class ImageHandle:
         return decode_rgb(self.source, max_pixels=self.height * self.width)
 
     @property
+    def source(self) -> bytes | None:
+        """The encoded bytes the handle was made from (read back from disk after :meth:`spill`);
+        None for a handle made from pixels."""
+        if self._spilled is not None:
+            return self._spilled.read_bytes()
+        return self._source
+
+    def spill(self, path: Path) -> int:
+        """Keep the encoded bytes in the file ``path`` instead of memory, once the pixels are
+        released; returns the bytes freed (0 when there was nothing to move)."""
+        if self._source is None or self.decoded:
+            return 0
+        path.write_bytes(self._source)
+        freed, self._source, self._spilled = len(self._source), None, path
+        return freed
+
+    @property
+    def spilled(self) -> Path | None:
+        """The file holding the encoded bytes, after :meth:`spill`."""
+        return self._spilled
+
+    def touch(self) -> None:
+        """Note a use (the sessions' store moves the longest-unused uploads to disk first)."""
+        self.last_used = time.monotonic()
+
+    @property
     def decoded(self) -> bool:
         """Whether the pixels are held (False after :meth:`release`)."""
         return self._rgb is not None or self._pil is not None
 
     def release(self) -> None:
         """Drop the decoded pixels when they can be decoded again (a handle made from bytes)."""
-        if self.source is not None:
+        if self._source is not None or self._spilled is not None:
             self._rgb = self._pil = None
 
     @property
     def nbytes(self) -> int:
-        """Bytes this handle holds: the compressed source and, while decoded, the pixels."""
-        held = len(self.source) if self.source is not None else 0
+        """Bytes this handle holds in memory: the compressed source (not once spilled to disk)
+        and, while decoded, the pixels."""
+        held = len(self._source) if self._source is not None else 0
         if self._rgb is not None:
             held += self._rgb.nbytes
         if self._pil is not None:
