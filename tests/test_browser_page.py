@@ -135,6 +135,22 @@ def _first_answer(page, service, monkeypatch) -> Walk:
     return walk
 
 
+def test_clicks_made_while_preparing_reach_the_servers_decoder(url, tiny_service, monkeypatch):
+    """Where the page's decoder cannot run (here ``?decoder=server``), a click made while a new
+    photo is prepared is kept too, and the server decodes it once it has the photo."""
+    _slow_sam(tiny_service, monkeypatch, 1.5)
+    with browser_page(url + "?decoder=server") as page:
+        page.wait_for_selector("#canvas .osc-example")
+        page.get_by_role("button", name="coffee").click()
+        page.wait_for_function("() => document.querySelector('#canvas').dataset.preparing")
+        page.mouse.click(*point(page, 0.5, 0.45))
+        assert dataset(page)["queued"] == "1" and "ready" not in dataset(page)
+        wait_ready(page)
+        page.wait_for_function("() => window.ospreyCanvas.prompt().candidates === 3")
+        assert dataset(page)["decoder"] == "server" and dataset(page)["queued"] == "0"
+        assert len(_prompt(page)["clicks"]) == 1
+
+
 def test_the_walk_on_a_desktop(url, tiny_service, monkeypatch, capsys):
     """Mouse and keyboard: the first answer in three actions, then subtract, a dragged box,
     zoom and a small part, a candidate, undo, three regions named in place, a question with
