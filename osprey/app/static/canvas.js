@@ -289,6 +289,11 @@ function hover(x, y) {
   if (!canDecode() || S.decoder.kind !== "page") return;
   const m = mode();
   if (m === "box" && !S.prompt.corner) return;
+  // the point's preview is on its way, or drawn: no second decode (the browser sends a move at
+  // the same point before each click: it would make the click wait for it)
+  const here = (h) => h && h.x === x && h.y === y && h.mode === m && h.base === S.prompt;
+  if (here(S.hoverTask)) { S.hoverNext = null; return; }
+  if (here(S.hover) && !S.hoverTask) return;
   if (S.hoverTask) { S.hoverNext = [x, y]; return; }
   const base = S.prompt, task = { x, y, mode: m, base, claimed: false };
   task.promise = P.step(ctxOf(), base, x, y, m).catch(() => null);
