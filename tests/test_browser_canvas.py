@@ -159,7 +159,10 @@ def test_fallback_decodes_on_the_server(url, tiny_service):
     with browser_page(url + "?decoder=server") as page:
         upload(page, PHOTO)
         assert dataset(page)["decoder"] == "server"
-        assert "decoded on the server" in page.locator("#canvas .osc-status").inner_text()
+        page.wait_for_function(  # once Osprey has read the photo too (it says so meanwhile)
+            "() => document.querySelector('#canvas .osc-status').innerText"
+            ".includes('decoded on the server')"
+        )
         shown = page.evaluate("() => window.ospreyCanvas.shown()")
         sent = _requests(page, lambda: click(page, 0.5, 0.5))
         assert [u for u in sent if "gradio_api" in u]  # this time the click went to the server
