@@ -75,17 +75,29 @@ def upload(page, path: str) -> str:
     """Open an image through the canvas's file input and wait until the page can decode it;
     returns its key."""
     page.wait_for_selector(OVERLAY, state="attached")
+    page.wait_for_selector("#canvas[data-started]", state="attached")  # its script listens
     page.locator("#canvas input.osc-file").set_input_files(str(path))  # the page forgets "ready"
     return wait_ready(page)
 
 
 def wait_ready(page, before: str | None = None) -> str:
-    """Wait until the page can decode an image other than ``before``; returns its key."""
-    page.wait_for_function(
-        "prev => { const d = document.querySelector('#canvas')?.dataset;"
-        " return d && d.ready && d.ready !== prev && d.decoder; }",
-        arg=before or "",
-    )
+    """Wait until the page can decode an image other than ``before``; returns its key. On a
+    timeout the error says what the page showed (its state, status line, progress, messages)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "prev => { const d = document.querySelector('#canvas')?.dataset;"
+            " return d && d.ready && d.ready !== prev && d.decoder; }",
+            arg=before or "",
+        )
+    except PlaywrightTimeout as exc:
+        shown = page.evaluate(
+            "() => [document.querySelector('#canvas .osc-status')?.innerText,"
+            " document.querySelector('#canvas .osc-progress')?.innerText,"
+            " [...document.querySelectorAll('.toast-body')].map((e) => e.innerText)]"
+        )
+        raise AssertionError(f"the page never got ready: {dataset(page)}, {shown}") from exc
     return dataset(page)["ready"]
 
 

@@ -697,6 +697,7 @@ async function start() {
   view = new viewport.Viewport(stage, world, (v) => { root.dataset.zoom = v.zoom.toFixed(2); draw(); });
   bindControls();
   renderExamples();
+  root.dataset.started = "true"; // the controls listen from now on (tests wait for it)
   new ResizeObserver(fit).observe(frame);
   watch("value", onValue);
   S.payload = null;
