@@ -232,8 +232,9 @@ def test_a_missed_start_up_check_is_tried_again(capsys):
     demo = _FlakyDemo(fails=2)
     serving = serve(demo, {"server_port": 7861}, isolate=False)
     # serve returns once the server runs (the caller blocks and drains: wait_and_drain)
-    assert demo.launches == [{"server_port": 7861, "prevent_thread_lock": True}] * 3
-    assert demo.closes == 2
+    assert [d["server_port"] for d in demo.launches] == [7861] * 3 and demo.closes == 2
+    assert all(d["prevent_thread_lock"] for d in demo.launches)
+    assert "theme" in demo.launches[0] and "css" in demo.launches[0]  # the page's look
     serving.janitor.stop()
     assert "trying again" in capsys.readouterr().err
     with pytest.raises(ValueError, match="localhost"):
@@ -266,6 +267,30 @@ def test_serving_the_page_config_copies_no_model(tiny_service, monkeypatch):
     safe_deepcopy(config)  # what the /config route does
     assert copied == []
     copy.deepcopy(config)  # and plain deepcopy does not fail (no lock, no thread inside)
+
+
+def test_a_space_isolates_the_page_through_its_front_matter(monkeypatch):
+    """On a Space the platform adds the README's ``custom_headers`` (Spaces' config reference:
+    COEP, COOP and CORP, names and values lowercase) to every response, so the page is
+    cross-origin isolated there too; the app then sends none of its own (two different COEP
+    values would cancel each other)."""
+    import urllib.request
+
+    import gradio as gr
+
+    front = (REPO / "README.md").read_text().split("---")[1]
+    block = re.search(r"^custom_headers:\n((?:  .+\n)+)", front, re.M)
+    assert block, "custom_headers in the README's front matter"
+    headers = dict(re.findall(r"^  ([\w-]+): (.+)$", block.group(1), re.M))
+    assert headers == {h.lower(): v.lower() for h, v in headers.items()}
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert headers["cross-origin-embedder-policy"] in ("require-corp", "credentialless")
+    assert headers["cross-origin-resource-policy"] == "cross-origin"
+    monkeypatch.setenv("SPACE_ID", "someone/osprey")
+    with gr.Blocks() as plain:
+        gr.Markdown("plain")
+    with serving(plain) as url, urllib.request.urlopen(url) as response:
+        assert "Cross-Origin-Embedder-Policy" not in response.headers
 
 
 def test_the_page_is_cross_origin_isolated_unless_asked_not_to_be(server):

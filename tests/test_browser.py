@@ -1,6 +1,7 @@
 """A real browser (Debian's chromium through playwright) drives the app with the tiny models:
-upload a real photo, click it, see the overlay, ask for the category, see the streamed answer,
-add a second region, ask about both, export the JSON and check it decodes to the masks shown."""
+upload a real photo, click it, see the overlay, ask for the category, see the answer and top-5
+bars in the chat, add a second region, ask about both, export the JSON and check it decodes to
+the masks shown."""
 
 import json
 import time
@@ -10,7 +11,18 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.support.browser import ARGS, CHROMIUM, OVERLAY, app_url, click, idle, upload
+from tests.support.browser import (
+    ARGS,
+    CHROMIUM,
+    OVERLAY,
+    add_region,
+    app_url,
+    ask,
+    click,
+    idle,
+    open_panel,
+    upload,
+)
 
 pytestmark = pytest.mark.browser
 PHOTO = REPO / "examples" / "coffee.jpg"
@@ -46,20 +58,17 @@ def page(browser, url):
     pg.close()
 
 
-def _last_answer(page) -> str:
-    return page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
-
-
 BUTTON_LABELS = """() => [...document.querySelectorAll('button')]
     .filter(b => b.offsetParent !== null)
-    .map(b => (b.innerText || b.getAttribute('aria-label') || b.title || '').trim())"""
+    .map(b => (b.getAttribute('aria-label') || b.innerText || b.title || '').trim())"""
 
 
 def test_every_visible_button_says_what_it_does(page):
-    """No stray endpoint buttons ("Run") and no button without a label on the page."""
-    page.wait_for_selector("#export-zip")  # the page has rendered down to its last button
+    """No stray endpoint buttons ("Run") and no button without a name on the page."""
+    upload(page, PHOTO)
+    idle(page)
     labels = page.evaluate(BUTTON_LABELS)
-    assert {"Add region", "Send", "Stop", "Export masks (PNG zip)"} <= set(labels)
+    assert {"Add region", "Send", "Category", "Top-5", "Open another image"} <= set(labels)
     assert [t for t in labels if t in ("", "Run")] == []
 
 
@@ -71,38 +80,31 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
     # region 1: one click -> overlay and SAM's candidates; add it; ask for its category
     click1 = click(page, 0.5, 0.5)
     page.wait_for_function("() => document.querySelectorAll('#canvas .osc-thumb').length === 3")
-    page.click("#add")
-    page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region1')")
-    page.click("#ask-category")
+    add_region(page, "region1")
+    page.get_by_role("button", name="Category").click()
     page.wait_for_function(
         "() => document.querySelector('#chat').innerText.includes('Category of region1')"
     )
-    page.wait_for_function(
-        "() => document.querySelector('#regions').innerText.split('region1')[1].trim().length > 0"
+    idle(page)
+    page.wait_for_function(  # the answer is kept on the region: its chip says it
+        "() => document.querySelector('#regions .orc-name').title.startsWith('Category: ')"
     )
-    # its top-5 over COCO: a bar chart (gr.Label) and the list in the chat
-    page.click("#ask-top5")
+    # its top-5 over COCO: bars in the chat
+    page.get_by_role("button", name="Top-5").click()
     page.wait_for_function(
         "() => document.querySelector('#chat').innerText.includes('Top-5 of region1')"
     )
-    page.locator("#top-k .top-k-label").first.wait_for()
-    assert page.locator("#top-k .top-k-label").count() == 1
-    assert "Top-5 of region1" in page.locator("#top-k").inner_text()
+    assert page.locator("#chat table").last.locator("tr").count() == 6  # a header and 5 classes
 
     # region 2 elsewhere; a question about both, streamed into the chat
     click2 = click(page, 0.2, 0.25)
-    page.click("#add")
-    page.wait_for_function("() => document.querySelector('#regions').innerText.includes('region2')")
-    page.fill("#question textarea", "How is region1 related to region2?")
-    page.click("#send")
-    page.wait_for_function(
-        "() => document.querySelector('#chat').innerText.includes('How is region1 related to region2?')"
-    )
-    page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
-    idle(page)  # the answer has finished streaming (the exchange joins the chat at its end)
+    add_region(page, "region2")
+    ask(page, "How is region1 related to region2?")
+    assert page.locator("#question textarea").input_value() == ""
 
     # export: the JSON decodes to the masks SAM gives (at full resolution) for the clicked pixels
-    page.click("#export-json")
+    open_panel(page, "export-panel")
+    page.get_by_role("button", name="Export JSON (COCO RLE)").click()
     link = page.locator("#export-file a").first
     link.wait_for()
     data = json.loads(urllib.request.urlopen(link.get_attribute("href")).read())
@@ -127,7 +129,7 @@ def test_click_describe_chat_export(page, tiny_service, tmp_path):
 def test_an_example_opens_and_takes_clicks(browser, url):
     pg = _open(browser, url)
     pg.wait_for_selector(OVERLAY, state="attached")
-    pg.locator("#examples button").first.click()
+    pg.get_by_role("button", name="coffee").click()
     pg.wait_for_function("() => document.querySelector('#canvas')?.dataset.ready")
     idle(pg)
     click(pg, 0.5, 0.5)

@@ -11,7 +11,9 @@ import pytest
 from tests.conftest import REPO
 from tests.support.browser import (
     OVERLAY,
+    add_region,
     app_url,
+    ask,
     browser_page,
     click,
     dataset,
@@ -77,7 +79,7 @@ def test_page_decodes_hover_clicks_boxes_candidates_and_undo(url, tiny_service):
         # a click: SAM's three candidates, decoded here, equal to the server's (IoU >= 0.99)
         sent = _requests(page, lambda: click(page, 0.5, 0.5))
         assert not [u for u in sent if "gradio_api" in u]
-        assert page.locator("#canvas .osc-thumb").count() == 3
+        page.locator("#canvas .osc-thumb").nth(2).wait_for()
         clicks = page.evaluate("() => window.ospreyCanvas.prompt().clicks")
         assert iou(page_mask(page), _server_mask(tiny_service, rgb, clicks, shown)) >= 0.99
 
@@ -97,14 +99,8 @@ def test_page_decodes_hover_clicks_boxes_candidates_and_undo(url, tiny_service):
         assert iou(page_mask(page), mask) >= 0.99
 
         # region1 from these clicks; a question about it, answered as the API answers it
-        page.click("#add")
-        page.wait_for_function(
-            "() => document.querySelector('#regions').innerText.includes('region1')"
-        )
-        page.fill("#question textarea", QUESTION)
-        page.click("#send")
-        page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
-        idle(page)
+        add_region(page, "region1")
+        ask(page, QUESTION)
         answer = page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
         assert answer.strip() == _api_answer(url, prompt["clicks"]).strip()
 
@@ -115,12 +111,9 @@ def test_page_decodes_hover_clicks_boxes_candidates_and_undo(url, tiny_service):
         click(page, 0.6, 0.7)
         box = page.evaluate("() => window.ospreyCanvas.prompt().clicks")
         assert iou(page_mask(page), _server_mask(tiny_service, rgb, box, shown)) >= 0.99
-        page.click("#add")
-        page.wait_for_function(
-            "() => document.querySelector('#regions').innerText.includes('region2')"
-        )
+        add_region(page, "region2")
         before = version(page)
-        page.click("#undo")
+        page.get_by_role("button", name="Undo the last region edit").click()
         wait_version(page, "maskVersion", before)
         page.wait_for_function(
             "() => !document.querySelector('#regions').innerText.includes('region2')"
@@ -151,9 +144,9 @@ def test_keyboard_clicks_and_undoes_and_clear_clicks(url):
         page.keyboard.press("Backspace")
         wait_version(page, "maskVersion", before)
         assert page.evaluate("() => window.ospreyCanvas.prompt().clicks") == []
-        click(page, 0.3, 0.3)  # the 'Clear clicks' button (the server) clears the page's prompt
+        click(page, 0.3, 0.3)  # the toolbar's 'Clear clicks' clears the page's prompt
         before = version(page)
-        page.click("#clear-clicks")
+        page.get_by_role("button", name="Clear clicks").click()
         wait_version(page, "maskVersion", before)
         assert page.evaluate("() => window.ospreyCanvas.prompt().clicks") == []
 
@@ -166,18 +159,18 @@ def test_fallback_decodes_on_the_server(url, tiny_service):
     with browser_page(url + "?decoder=server") as page:
         upload(page, PHOTO)
         assert dataset(page)["decoder"] == "server"
-        assert "decoded on the server" in page.locator("#canvas .osc-status").inner_text()
+        page.wait_for_function(  # once Osprey has read the photo too (it says so meanwhile)
+            "() => document.querySelector('#canvas .osc-status').innerText"
+            ".includes('decoded on the server')"
+        )
         shown = page.evaluate("() => window.ospreyCanvas.shown()")
         sent = _requests(page, lambda: click(page, 0.5, 0.5))
         assert [u for u in sent if "gradio_api" in u]  # this time the click went to the server
-        assert page.locator("#canvas .osc-thumb").count() == 3
+        page.locator("#canvas .osc-thumb").nth(2).wait_for()
         clicks = page.evaluate("() => window.ospreyCanvas.prompt().clicks")
         mask = _server_mask(tiny_service, load_image(PHOTO), clicks, shown)
         assert np.array_equal(page_mask(page), mask)
-        page.click("#add")
-        page.wait_for_function(
-            "() => document.querySelector('#regions').innerText.includes('region1')"
-        )
+        add_region(page, "region1")
 
 
 def _nested_masks(height: int, width: int) -> list[np.ndarray]:
@@ -206,10 +199,17 @@ def test_pick_mode_is_local_and_adds_the_servers_mask(url, tiny_service, monkeyp
     found = [SimpleNamespace(rle=encode_rle(m), score=0.9, area=int(m.sum()), box=mask_box(m))
              for m in masks]  # fmt: skip
     monkeypatch.setattr(tiny_service.sam, "everything", lambda image, **options: found)
+    added, real_add = [], tiny_service.add_region
+
+    def add_region_seen(s, *args, **kwargs):
+        added.append(s.current_mask())
+        return real_add(s, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_service, "add_region", add_region_seen)
     with browser_page(url) as page:
         upload(page, PHOTO)
         before = version(page)
-        page.click("#everything")
+        page.get_by_role("button", name="Segment everything", exact=True).click()
         wait_version(page, "maskVersion", before)  # the image with the masks drawn
         idle(page)
         set_mode(page, "pick")
@@ -221,8 +221,5 @@ def test_pick_mode_is_local_and_adds_the_servers_mask(url, tiny_service, monkeyp
             sent = _requests(page, lambda fx=fx, fy=fy: click(page, fx, fy))
             assert not [u for u in sent if "gradio_api" in u]
             assert np.array_equal(page_mask(page), expected)  # coffee.jpg is shown at its size
-        page.click("#add")
-        page.wait_for_function(
-            "() => document.querySelector('#regions').innerText.includes('region1')"
-        )
-        assert str(int(masks[1].sum())) in page.locator("#regions").inner_text()  # the rectangle
+        add_region(page, "region1")
+        assert np.array_equal(added[-1], masks[1])  # the rectangle, replayed at full resolution

@@ -9,7 +9,16 @@ import pytest
 
 from sam_bridge import SamBridge
 from tests.conftest import REPO
-from tests.support.browser import app_url, browser_page, click, dataset, page_mask, set_mode, upload
+from tests.support.browser import (
+    add_region,
+    app_url,
+    browser_page,
+    click,
+    dataset,
+    page_mask,
+    set_mode,
+    upload,
+)
 from tests.support.page_decoder import iou
 
 pytestmark = pytest.mark.browser
@@ -49,12 +58,13 @@ def test_the_page_decodes_sam2_clicks_as_the_server_does(url, service):
         page.on("request", lambda r: seen.append(r.url))
         upload(page, PHOTO)
         assert dataset(page)["decoder"] == "page"
-        assert any(u.endswith("sam2_decoder.js") for u in seen)
-        assert any(".f16.gz" in u for u in seen)  # the packed maps
+        loaded = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
+        assert any("/sam2_decoder.js?v=" in u for u in loaded)  # loaded with the page
+        assert any(".f16.gz" in u for u in seen)  # the packed maps, with the image
         shown = page.evaluate("() => window.ospreyCanvas.shown()")
         seen.clear()
         click(page, 0.5, 0.5)
-        assert page.locator("#canvas .osc-thumb").count() == 3
+        page.locator("#canvas .osc-thumb").nth(2).wait_for()
         clicks = page.evaluate("() => window.ospreyCanvas.prompt().clicks")
         assert iou(page_mask(page), _server_mask(service, rgb, clicks, shown)) >= 0.99
         set_mode(page, "negative")
@@ -68,7 +78,4 @@ def test_the_page_decodes_sam2_clicks_as_the_server_does(url, service):
         clicks = page.evaluate("() => window.ospreyCanvas.prompt().clicks")
         assert iou(page_mask(page), _server_mask(service, rgb, clicks, shown)) >= 0.99
         assert not [u for u in seen if "gradio_api" in u and "file=" not in u]  # no decode request
-        page.click("#add")
-        page.wait_for_function(
-            "() => document.querySelector('#regions').innerText.includes('region1')"
-        )
+        add_region(page, "region1")

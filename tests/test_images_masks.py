@@ -160,3 +160,18 @@ def test_rle_masks_give_the_same_logits_as_arrays(tiny_osprey, voc):
         tiny_osprey.logits(voc["rgb"], lazy, prompt), tiny_osprey.logits(voc["rgb"], masks, prompt)
     )
     assert chunk_size((375, 500)) == 16 and chunk_size((8000, 8000)) == 1
+
+
+def test_check_rle_takes_every_real_rle_and_refuses_what_pycocotools_misreads():
+    """An RLE from outside is checked before pycocotools decodes it: a short one decodes to
+    uninitialised memory there, a malformed one is read past its end."""
+    from osprey.core.masks import check_rle, encode_rle
+
+    rng = np.random.default_rng(0)
+    for shape in [(375, 500), (7, 3), (1, 1)]:
+        for p in (0.0, 0.001, 0.5, 1.0):
+            check_rle(encode_rle(rng.random(shape) < p)["counts"], *shape)
+    for counts, word in [("0T3", "pixels"), ("", "pixels"), ("!!!!", "alphabet"),
+                         ("PPPP", "ends inside"), ("0" + "9" * 2, "pixels")]:  # fmt: skip
+        with pytest.raises(MaskError, match=word):
+            check_rle(counts, 375, 500)

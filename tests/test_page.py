@@ -1,17 +1,28 @@
 """The canvas page's server side (osprey/app/canvas_page.py) without a browser: the page's prompt is checked
 like any user input, replaying it gives the server's own click path, the view holds only
-display-size files, and the fallback answers with display-size masks."""
+display-size files, and the fallback answers with display-size masks; what a browser keeps of a
+session comes back whole, or is refused whole (osprey/app/saved.py); chips follow their regions."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 
-from osprey.app import drawing
-from osprey.app.canvas_page import Assets, Page, pack_masks, parse_prompt
+from osprey.app import drawing, saved
+from osprey.app.canvas_page import (
+    Assets,
+    Page,
+    PageView,
+    chip_indices,
+    pack_masks,
+    parse_prompt,
+    region_chips,
+)
 from osprey.app.session import Session
 from osprey.core.errors import ServiceError
 from tests.support.sam import photo
@@ -149,3 +160,102 @@ def test_a_decoder_that_cannot_be_built_leaves_the_server_path(tmp_path, capsys,
     with pytest.warns(UserWarning, match="stays float32"):
         path = onnx_export.cached_decoder(sam.model, "vit_b", sam.onnx_dir)
     assert path.is_file() and not path.name.endswith("_int8.onnx")
+
+
+# ---------------------------------------------------------------------------------------------
+# what a browser keeps (osprey/app/saved.py) and the region chips
+
+
+def _kept_session(service, voc) -> Session:
+    s = Session()
+    service.open_image(s, voc["rgb"])
+    for i in range(3):
+        service.add_mask(s, voc["masks"][i])
+    service.rename(s, 1, "chair")
+    service.describe(s, "category", [0])
+    s.regions[2] = replace(s.regions[2], top=(("dog", 0.75), ("cat", 0.25)), vocabulary="coco")
+    s.history = [("What is region2?", "A chair.")]
+    s.chat = [{"role": "user", "content": "What is region2 (chair)?"},
+              {"role": "assistant", "content": "A chair."}]  # fmt: skip
+    return s
+
+
+def test_a_kept_copy_brings_the_regions_names_answers_and_chat_back(tiny_service, voc):
+    s = _kept_session(tiny_service, voc)
+    copy = json.loads(json.dumps(saved.snapshot(s)))  # as it travels to the browser and back
+    fresh = Session()
+    tiny_service.open_image(fresh, voc["rgb"])
+    assert saved.restore(fresh, copy, tiny_service.max_regions) == 3
+    assert fresh.names() == s.names() and fresh.history == s.history and fresh.chat == s.chat
+    for old, new in zip(s.regions, fresh.regions):
+        assert np.array_equal(old.mask, new.mask)
+        assert (new.label, new.category, new.top, new.color) == (
+            old.label,
+            old.category,
+            old.top,
+            old.color,
+        )
+    assert not fresh.can_undo and saved.snapshot(Session()) is None
+
+
+def _broken_copies(copy: dict) -> list[tuple[dict, str]]:
+    """Copies a page (or someone) could send, each wrong in one way, and the word that says so."""
+    region = copy["regions"][0]
+    counts = region["rle"]["counts"]
+    cases = [({**copy, "version": 0}, "version"), ({**copy, "key": "other"}, "another image")]
+    for change, word in [
+        ({"rle": {**region["rle"], "size": [10, 10]}}, "size"),
+        ({"rle": {**region["rle"], "counts": counts[:-3]}}, "RLE"),
+        ({"rle": {**region["rle"], "counts": "0T3"}}, "pixels"),  # pycocotools reads garbage
+        ({"rle": {**region["rle"], "counts": "!!" + counts}}, "alphabet"),
+        ({"rle": {**region["rle"], "counts": "x" * (saved.MAX_COUNTS + 1)}}, "size"),
+        ({"rle": {"size": region["rle"]["size"], "counts": 5}}, "no mask"),
+        ({"label": "region7"}, "reserved"), ({"label": "chair"}, "already named"),
+        ({"label": "the"}, "questions are made of"), ({"top": [["dog", 7.0]]}, "probability"),
+        ({"category": "x" * (saved.MAX_TEXT + 1)}, "too long"), ({"caption": 3}, "not text"),
+    ]:  # fmt: skip
+        cases.append(({**copy, "regions": [{**region, **change}, *copy["regions"][1:]]}, word))
+    cases += [
+        ({**copy, "regions": copy["regions"] * 50}, "too many"),
+        ({**copy, "chat": [{"role": "system", "content": "x"}]}, "role"),
+        ({**copy, "history": [["q"]]}, "malformed"),
+        ({**copy, "history": "hello"}, "malformed"),
+    ]
+    return cases
+
+
+def test_a_kept_copy_is_checked_like_any_input(tiny_service, voc):
+    """Every value that comes back from a browser is checked; a wrong copy is refused whole
+    (one message) and the session stays as it was."""
+    copy = json.loads(json.dumps(saved.snapshot(_kept_session(tiny_service, voc))))
+    fresh = Session()
+    tiny_service.open_image(fresh, voc["rgb"])
+    for bad, word in _broken_copies(copy):
+        with pytest.raises(ServiceError, match=word):
+            saved.restore(fresh, bad, tiny_service.max_regions)
+        assert fresh.regions == [] and fresh.chat == [] and fresh.history == []
+
+
+def test_chips_follow_their_regions_through_edits(tiny_service, voc):
+    s = _kept_session(tiny_service, voc)
+    tiny_service.add_mask(s, voc["masks"][0])  # the same mask twice: two chips, two ids
+    chips = region_chips(s)
+    ids = [c["id"] for c in chips["regions"]]
+    assert len(set(ids)) == 4 and chips["regions"][1]["name"] == "region2 (chair)"
+    assert chips["regions"][0]["color"] == "#" + bytes(drawing.color(0)).hex() and chips["can_undo"]
+    assert chip_indices(s, [ids[2], ids[3], "gone", 5]) == [2, 3]
+    tiny_service.delete(s, 1)  # renumbered: the ids still find their regions
+    assert chip_indices(s, [ids[2], ids[0]]) == [0, 1] and chip_indices(s, [ids[1]]) == []
+    assert chip_indices(s, "not a list") == []
+
+
+def test_the_view_carries_the_message_progress_and_what_to_keep(tiny_service, page, voc):
+    s = _kept_session(tiny_service, voc)
+    view = page.view(PageView(s, message="hello", preparing="answers", forget=True))
+    assert (view["message"], view["preparing"], view["forget"], view["refused"]) == (
+        "hello", "answers", True, False,
+    )  # fmt: skip
+    assert view["saved"] == saved.snapshot(s)
+    regions = json.loads((page.assets.directory / view["regions"].split("/")[-1]).read_text())
+    assert regions["size"] == [375, 500] and len(regions["masks"]) == 3  # display size: as shown
+    assert page.view(Session())["saved"] is None and page.view(None)["decoder"]

@@ -280,3 +280,42 @@ def test_on_a_cpu_new_uploads_are_encoded_on_a_nicer_lane(tiny_osprey, voc, monk
     seen.clear()
     RegionChat(tiny_osprey, SamBridge.tiny(), encode_lane=False).open_image(Session(), voc["rgb"])
     assert [t for _, t, _ in seen] == [threading.current_thread().name]
+
+
+def test_an_image_opens_in_two_steps(tiny_service, voc):
+    """The page's open: clicks can start after SAM's encoding, before Osprey's (a new photo:
+    neither cache holds it)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(voc["rgb"][:, ::-1])).save(buf, "PNG")
+    s, photo = Session(), buf.getvalue()
+    sam0, vis0 = tiny_service.sam.stats.encodes, tiny_service.osprey.images.calls
+    steps = tiny_service.open_steps(s, photo)
+    handle = next(steps)
+    assert s.image is handle and tiny_service.sam.stats.encodes == sam0 + 1
+    assert tiny_service.osprey.images.calls == vis0  # Osprey has not read it yet
+    tiny_service.click(s, 250, 200)  # clicks work already
+    assert list(steps) == [handle] and tiny_service.osprey.images.calls == vis0 + 1
+    assert not handle.decoded  # the decoded pixels were freed (the upload's bytes are kept)
+
+
+def test_a_task_answer_streams_as_describe_answers_it(tiny_service, voc):
+    s = _with_regions(tiny_service, voc, 2)
+    expected = tiny_service.describe(s, "short", [1])[0][1]
+    tiny_service.rename(s, 1, "chair")
+    replies = list(tiny_service.describe_stream(s, "short", 1))
+    assert [r.done for r in replies] == [False] * (len(replies) - 1) + [True]
+    assert replies[-1].text == expected and replies[-1].note == ""
+    assert s.regions[1].caption == expected  # kept on the region, renamed meanwhile or not
+    with pytest.raises(ServiceError, match="Unknown task"):
+        next(tiny_service.describe_stream(s, "poem", 0))
+    with pytest.raises(ServiceError, match="no region3"):
+        next(tiny_service.describe_stream(s, "category", 2))
+
+
+def test_a_task_answer_about_a_region_deleted_meanwhile_is_shown_not_kept(tiny_service, voc):
+    s = _with_regions(tiny_service, voc, 2)
+    stream = tiny_service.describe_stream(s, "category", 1)
+    next(stream)
+    tiny_service.delete(s, 1)
+    last = list(stream)[-1]
+    assert last.done and "deleted" in last.note and [r.category for r in s.regions] == [""]

@@ -124,6 +124,28 @@ def test_an_upload_named_by_a_waiting_call_is_kept(tiny_service, photo, monkeypa
         assert not Path(image["path"]).is_file()
 
 
+def test_an_upload_the_canvas_names_in_its_event_data_is_kept(tmp_path):
+    """The canvas page opens an upload through its own event ("open_file"), which names the
+    file in the event's data, not in the inputs: the janitor keeps it while that event waits."""
+    from types import SimpleNamespace
+
+    from osprey.app.upload_janitor import UploadJanitor
+
+    named, other = tmp_path / "named.png", tmp_path / "other.png"
+    for path in (named, other):
+        path.write_bytes(b"x")
+    body = SimpleNamespace(data=[None], event_data={"path": str(named)})
+    queue = SimpleNamespace(
+        event_queue_per_concurrency_id={
+            "encode": SimpleNamespace(queue=[SimpleNamespace(data=body)])
+        },
+        active_jobs=[],
+    )
+    demo = SimpleNamespace(_queue=queue, upload_file_set={str(named), str(other)})
+    assert UploadJanitor(demo, grace=0.0).sweep() == 1
+    assert named.is_file() and not other.is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # a fair share
 

@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from osprey.app import drawing
+from osprey.app import drawing, saved
 from osprey.app.mask_prompts import CLICK_MODES, MaskPrompts, need_image
 from osprey.app.session import Proposal, Session
 from osprey.core.constants import MAX_POINTS_PER_PROMPT
@@ -44,7 +44,7 @@ from osprey.core.masks import encode_rle
 MODES = (*CLICK_MODES, "pick")  # what the page may send: clicks, and picks in "everything"
 MAX_CLICKS = MAX_POINTS_PER_PROMPT
 DEFAULT_ASSETS = Path(tempfile.gettempdir()) / "osprey-page"
-PRUNED = ("b-", "a-", "e-", "p-")  # generated files (images, maps, embeddings, previews): pruned
+PRUNED = ("b-", "a-", "r-", "e-", "p-")  # generated files (images, masks, maps, previews): pruned
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,18 @@ class PagePrompt:
 
 @dataclass(frozen=True, eq=False)
 class PageView:
-    """What a handler returns for the canvas: the session and, for a fallback click, the
-    display-size candidates of the page's prompt (:meth:`Page.preview`)."""
+    """What a handler returns for the canvas: the session, a message for the user, and, for a
+    fallback click, the display-size candidates of the page's prompt (:meth:`Page.preview`).
+    ``preparing``: what the server is still doing with a new image (the page says so);
+    ``refused``: the image the page sent was refused (the page goes back to what it showed, and
+    shows ``message``); ``forget``: the page drops what this browser kept ("Clear all")."""
 
     session: Session
     preview: dict[str, Any] | None = None
+    message: str = ""
+    preparing: str = ""
+    refused: bool = False
+    forget: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +141,50 @@ def pack_maps(maps: Sequence[np.ndarray]) -> bytes:
     return gzip.compress(np.ascontiguousarray(split).tobytes(), compresslevel=1)
 
 
-def auto_masks(session: Session, size: tuple[int, int]) -> bytes:
-    """The "segment everything" masks at display ``size`` as JSON: each mask's COCO RLE
-    (column-major, compressed counts) and its area in image pixels (the page picks the smallest
-    mask under a click, as :meth:`~osprey.app.mask_prompts.MaskPrompts.pick_auto` does)."""
-    masks = [{"counts": encode_rle(drawing.to_display(a.mask, size))["counts"], "area": a.area}
-             for a in session.auto]  # fmt: skip
+def display_masks(found: Sequence[Any], size: tuple[int, int]) -> bytes:
+    """Masks (the "segment everything" ones, or regions) at display ``size`` as JSON: each mask's
+    COCO RLE (column-major, compressed counts) and its area in image pixels (the page picks the
+    smallest "everything" mask under a click, as
+    :meth:`~osprey.app.mask_prompts.MaskPrompts.pick_auto` does)."""
+    masks = [{"counts": encode_rle(drawing.to_display(m.mask, size))["counts"], "area": m.area}
+             for m in found]  # fmt: skip
     return json.dumps({"size": list(size), "masks": masks}).encode()
+
+
+def region_chips(session: Session) -> dict[str, Any]:
+    """The regions as the page's chips show them: name, colour, answers, and an ``id`` that
+    follows a region through renames and renumbering (its mask's digest); and whether undo and
+    redo can run."""
+    chips = [
+        {"id": key, "name": name, "label": r.label, "color": _hex(r.color),
+         "category": r.category, "caption": r.caption}
+        for key, r, name in zip(_chip_ids(session), session.regions, session.names())
+    ]  # fmt: skip
+    return {"regions": chips, "can_undo": session.can_undo, "can_redo": session.can_redo,
+            "image": session.image is not None}  # fmt: skip
+
+
+def chip_indices(session: Session, ids: Any) -> list[int]:
+    """The indices of the regions the page's chips name by ``id`` (ids of regions that are gone
+    are left out: the page's ticks may be older than the last edit)."""
+    if not isinstance(ids, list):
+        return []
+    wanted = {x for x in ids if isinstance(x, str)}
+    return [i for i, key in enumerate(_chip_ids(session)) if key in wanted]
+
+
+def _chip_ids(session: Session) -> list[str]:
+    """Each region's mask digest, and how many regions before it have the same mask."""
+    ids, seen = [], {}
+    for r in session.regions:
+        digest = hashlib.sha1(r.rle["counts"].encode()).hexdigest()[:16]
+        seen[digest] = seen.get(digest, -1) + 1
+        ids.append(f"{digest}-{seen[digest]}")
+    return ids
+
+
+def _hex(rgb: Sequence[int]) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,8 +281,11 @@ class Page:
         view = value if isinstance(value, PageView) else PageView(value or Session())
         s = view.session
         out: dict[str, Any] = {"image": None, "decoder": self.decoder_url, "auto": None,
-                               "decoder_kind": self.decoder_kind,
-                               "prompt": f"{s.id}:{s.prompt_serial}", "preview": view.preview}  # fmt: skip
+                               "regions": None, "decoder_kind": self.decoder_kind,
+                               "prompt": f"{s.id}:{s.prompt_serial}", "preview": view.preview,
+                               "message": view.message, "preparing": view.preparing,
+                               "refused": view.refused, "forget": view.forget,
+                               "saved": saved.snapshot(s)}  # fmt: skip
         if s.image is None:
             return out
         h, w = s.image.height, s.image.width
@@ -246,7 +293,9 @@ class Page:
         out["image"] = {"key": s.image.key, "width": w, "height": h, "shown": [size[1], size[0]],
                         "base": self._base(s, size), **self._embedding(s.image)}  # fmt: skip
         if s.auto:
-            out["auto"] = self._auto(s, size)
+            out["auto"] = self._masks("a", s.auto, size)
+        if s.regions:
+            out["regions"] = self._masks("r", s.regions, size)
         return out
 
     def display_image(self, handle: ImageHandle) -> np.ndarray:
@@ -270,11 +319,12 @@ class Page:
             return self.assets.write(name, jpg.tobytes())
         return self.assets.url(name)
 
-    def _auto(self, s: Session, size: tuple[int, int]) -> str:
-        digest = hashlib.sha1(repr([a.rle["counts"] for a in s.auto]).encode()).hexdigest()
-        name = f"a-{digest[:24]}-{size[0]}x{size[1]}.json"
+    def _masks(self, prefix: str, found: Sequence[Any], size: tuple[int, int]) -> str:
+        """A file of ``found``'s masks at display size (:func:`display_masks`), named by content."""
+        digest = hashlib.sha1(repr([m.rle["counts"] for m in found]).encode()).hexdigest()
+        name = f"{prefix}-{digest[:24]}-{size[0]}x{size[1]}.json"
         if not self.assets.has(name):
-            return self.assets.write(name, auto_masks(s, size))
+            return self.assets.write(name, display_masks(found, size))
         return self.assets.url(name)
 
     def _embedding(self, handle: ImageHandle) -> dict[str, Any]:

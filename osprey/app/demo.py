@@ -43,7 +43,9 @@ def build_demo(
         # copy is a copy of the service with the model in it.
         visitors.forget(s)
 
-    with gr.Blocks(title="Osprey: point and describe", delete_cache=cleanup) as demo:
+    with gr.Blocks(
+        title="Osprey: point and describe", delete_cache=cleanup, fill_width=True
+    ) as demo:
         state = gr.State(Session(), time_to_live=IDLE_SESSION_S, delete_callback=forget)
         shown = default_examples() if examples is None else list(examples)
         ui = build_layout(service, state, shown)  # the Session is deep-copied for each visitor

@@ -15,12 +15,12 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from osprey.app import drawing, export
+from osprey.app import drawing, everything, export
 from osprey.app.mask_prompts import MaskPrompts, Segmenter, need_image
 from osprey.app.session import (
     Candidate,
@@ -39,7 +39,7 @@ from osprey.core.images import ImageHandle, ImageLike
 from osprey.core.masks import RleMasks, to_bool_mask
 from osprey.core.memory import TRIM_PIXELS, give_back_freed_memory
 from osprey.core.priority import ENCODE_NICE, Lane
-from osprey.inference.facade import Generation, Osprey
+from osprey.inference.facade import Generation, Osprey, task_prompt
 from osprey.inference.generator import Waiting
 from osprey.inference.preprocess import RegionError
 from osprey.inference.prompt_format import ContextLengthError
@@ -49,7 +49,6 @@ DETAIL_TOKENS = 1024  # a detailed description may run long (the paper's setting
 # seconds: an answer streams at most 10 updates a second (the words since in one): with 8
 # visitors streaming, 20 a second made the p95 click 116-126 ms on a 2-core CPU, 10 made it 96-100 ms
 STREAM_INTERVAL = 0.1
-EVERYTHING_CATEGORY_TOKENS, EVERYTHING_CAPTION_TOKENS = 16, 48
 TASK_FIELDS = {"category": "category", "short": "caption", "detailed": "detail"}
 
 
@@ -85,7 +84,7 @@ class RegionChat:
         self.max_regions = max_regions
         self.untrained = osprey.untrained or bool(getattr(sam, "untrained", False))
         self.stream_interval = stream_interval
-        self._stops: dict[str, threading.Event] = {}
+        self._stops = StopEvents()
         self._encoder = _encode_lane(osprey, sam, encode_lane)  # see the module's docstring
         self._locks = SessionLocks()
         self.images = images if images is not None else SessionImages()
@@ -100,20 +99,13 @@ class RegionChat:
     def open_image(self, session: Session, image: ImageLike | None) -> ImageHandle:
         """Start over on a new image (encoded once for SAM, once for Osprey): an answer
         streaming stops, the chat restarts; the session keeps compressed bytes, not pixels."""
-        handle = _intake(self.sam, image)
-        run = self._encoder.run if self._encoder else lambda fn: fn()
-        run(lambda: (self.sam.set_image(handle), self.osprey.set_image(handle)))
-        handle.release()
-        if handle.height * handle.width >= TRIM_PIXELS:
-            give_back_freed_memory()  # the decoded photo's memory, back to the system
-        handle = self.images.add(handle)  # within the sessions' budget; shared when the same
-        with self.editing(session):
-            self._end_answer(session)
-            session.reset(handle)
-        return handle
+        return list(self.open_steps(session, image))[-1]
 
-    def _image(self, session: Session) -> ImageHandle:
-        return need_image(session)
+    def open_steps(self, session: Session, image: ImageLike | None) -> Iterator[ImageHandle]:
+        """:meth:`open_image` in two steps, for a page that shows its progress: at the first
+        yield the session holds the image and SAM its embedding (clicks work from then on); at
+        the second Osprey has its image features too (answers start at once)."""
+        return _open_steps(self, session, image)
 
     # -- prompts -> candidate masks (SAM): see osprey/app/mask_prompts.py --------------------------------
 
@@ -152,7 +144,7 @@ class RegionChat:
 
     def add_mask(self, session: Session, mask: np.ndarray, label: str = "") -> Region:
         """Add a region from a mask the user already has (same size as the image)."""
-        handle = self._image(session)
+        handle = need_image(session)
         mask = to_bool_mask(np.asarray(mask))
         if mask.shape != (handle.height, handle.width):
             raise ServiceError(
@@ -229,11 +221,10 @@ class RegionChat:
     ) -> list[tuple[str, str]]:  # fmt: skip
         """``category`` / ``short`` / ``detailed`` for the chosen regions (default: all), batched.
         Returns (region's display name, answer) pairs; the answers are kept on the regions."""
-        handle = self._image(session)
+        handle = need_image(session)
         if not session.regions:
             raise ServiceError("Add a region first: click on the image, then 'Add region'.")
-        if task not in TASK_FIELDS:
-            raise ServiceError(f"Unknown task {task!r}; choose one of {sorted(TASK_FIELDS)}.")
+        _checked_task(task)
         indices = list(range(len(session.regions))) if not indices else list(indices)
         for i in indices:
             self._check_index(session, i)
@@ -245,6 +236,23 @@ class RegionChat:
             names = session.record(asked, [{TASK_FIELDS[task]: t.strip()} for t in texts])
         return [(name, t.strip()) for name, t in zip(names, texts) if name is not None]
 
+    def describe_stream(
+        self, session: Session, task: str, index: int, max_new_tokens: int = 0
+    ) -> Iterator[Reply]:
+        """:meth:`describe` for one region, streamed: the same prompt and answer, the text as it
+        grows (the last Reply ``done``, and the answer kept on the region then). :meth:`stop`
+        ends it early."""
+        handle = need_image(session)
+        self._check_index(session, index)
+        region, (message, mode) = session.regions[index], task_prompt(_checked_task(task))
+        stop, gen = self._stops.fresh(session), Generation(self.token_budget(task, max_new_tokens))
+        kept = _TaskAnswer(session, region, TASK_FIELDS[task], self.editing)
+        yield from kept.replies(self.osprey.stream(
+            self.osprey.generate, handle, RleMasks([region.rle]), message, gen, postprocess=mode,
+            stop=stop, on_answer=kept.answers.append, report_waiting=True,
+            interval=self.stream_interval,
+        ))  # fmt: skip
+
     def ask(
         self, session: Session, question: str, stop: threading.Event | None = None,
         max_new_tokens: int = 0,
@@ -254,13 +262,11 @@ class RegionChat:
         unless the image or the regions changed meanwhile (then the answer is shown, not kept).
         :meth:`stop` (or setting ``stop``, when given) ends it early."""
         with self.editing(session):
-            handle = self._image(session)
+            handle = need_image(session)
             model_q, names = model_question(session.regions, question, MAX_QUESTION_CHARS)
             masks = session.region_masks() or None
             history, opened = list(session.history), (session.id, session.revision)
-            if stop is None:
-                stop = self._stops.setdefault(session.id, threading.Event())
-                stop.clear()
+            stop = stop or self._stops.fresh(session)
             session.pending = (model_q, "")  # an export taken meanwhile shows the partial turn
         answers = []
         stream = self.osprey.stream(
@@ -273,19 +279,15 @@ class RegionChat:
 
     def stop(self, session: Session) -> None:
         """End the answer streaming for this session (the Stop button)."""
-        self._stops.setdefault(session.id, threading.Event()).set()
+        self._stops.stop(session)
 
     def stop_all(self) -> None:
         """End every answer streaming (the server is stopping)."""
-        for event in list(self._stops.values()):
-            event.set()
+        self._stops.stop_all()
 
     def _end_answer(self, session: Session) -> None:
-        """Stop the answer streaming for ``session``'s current image, if any (its event goes:
-        the next question gets a new one)."""
-        event = self._stops.pop(session.id, None)
-        if event is not None:
-            event.set()
+        """Stop the answer streaming for ``session``'s current image, if any."""
+        self._stops.end(session)
 
     def close(self, session: Session) -> None:
         """The user left (tab closed, session expired): stop its answer, free its data."""
@@ -296,14 +298,14 @@ class RegionChat:
     # -- segment everything --------------------------------------------------------------------
 
     def describe_all(self, session: Session, limit: int = 50) -> list[dict[str, Any]]:
-        """Category and short caption of every "everything" mask (:func:`describe_everything`)."""
-        return describe_everything(self.osprey, session, limit)
+        """Category and short caption of every "everything" mask (see osprey/app/everything.py)."""
+        return everything.describe_all(self.osprey, session, limit)
 
     # -- export --------------------------------------------------------------------------------
 
     def export(self, session: Session) -> dict[str, Any]:
         """COCO-RLE JSON of the regions with their names, answers and the chat."""
-        self._image(session)
+        need_image(session)
         return export.to_json(session, self.osprey.name, self.untrained)
 
     def export_masks_zip(self, session: Session) -> bytes:
@@ -313,6 +315,33 @@ class RegionChat:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+class StopEvents:
+    """One event per session that stops the answer it is streaming (Stop, a new image, an edit
+    that renumbers the regions)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+
+    def fresh(self, session: Session) -> threading.Event:
+        """The event of the answer starting now (cleared)."""
+        event = self._events.setdefault(session.id, threading.Event())
+        event.clear()
+        return event
+
+    def stop(self, session: Session) -> None:
+        self._events.setdefault(session.id, threading.Event()).set()
+
+    def stop_all(self) -> None:
+        for event in list(self._events.values()):
+            event.set()
+
+    def end(self, session: Session) -> None:
+        """Stop the answer streaming, if any; the event goes (the next answer gets a new one)."""
+        event = self._events.pop(session.id, None)
+        if event is not None:
+            event.set()
 
 
 class SessionLocks:
@@ -341,24 +370,26 @@ def _checked_label(label: str, others: Sequence[str] = ()) -> str:
         raise ServiceError(str(exc)) from exc
 
 
-def describe_everything(osprey: Osprey, session: Session, limit: int = 50) -> list[dict[str, Any]]:
-    """Category and short caption of every "everything" mask (largest first, up to ``limit``),
-    decoded together; the categories label the masks in the session."""
-    handle = need_image(session)
-    if not session.auto:
-        raise ServiceError(
-            "No masks to describe: run 'Segment everything' first (or lower its thresholds)."
-        )
-    autos = session.auto[:limit]
-    masks = RleMasks([a.rle for a in autos])
-    gens = Generation(EVERYTHING_CATEGORY_TOKENS), Generation(EVERYTHING_CAPTION_TOKENS)
-    cats = _user_errors(lambda: osprey.describe(handle, masks, "category", gens[0]))
-    caps = _user_errors(lambda: osprey.describe(handle, masks, "short", gens[1]))
-    session.auto_labels = [c.strip() for c in cats]
-    return [
-        {"mask": i + 1, "category": c.strip(), "caption": s.strip(), "area": a.area, "box": list(a.box)}
-        for i, (a, c, s) in enumerate(zip(autos, cats, caps))
-    ]  # fmt: skip
+def _open_steps(
+    service: RegionChat, session: Session, image: ImageLike | None
+) -> Iterator[ImageHandle]:
+    """:meth:`RegionChat.open_steps`: SAM's embedding, the session reset (first yield), Osprey's
+    features, then the handle held within the sessions' budget (second yield)."""
+    handle = _intake(service.sam, image)
+    run = service._encoder.run if service._encoder else lambda fn: fn()
+    with _released(handle):  # also when the page goes away between the steps
+        run(lambda: service.sam.set_image(handle))
+        with service.editing(session):
+            service._end_answer(session)
+            session.reset(handle)
+        yield handle
+        run(lambda: service.osprey.set_image(handle))
+    kept = service.images.add(handle)  # within the sessions' budget; shared when the same
+    if kept is not handle:
+        with service.editing(session):
+            if session.image is handle:
+                session.image = kept
+    yield kept
 
 
 def _intake(sam: Segmenter, image: ImageLike | None) -> ImageHandle:
@@ -392,6 +423,53 @@ def _user_errors(fn):
         return fn()
     except (RegionError, ContextLengthError) as exc:
         raise ServiceError(str(exc)) from exc
+
+
+def _checked_task(task: str) -> str:
+    if task not in TASK_FIELDS:
+        raise ServiceError(f"Unknown task {task!r}; choose one of {sorted(TASK_FIELDS)}.")
+    return task
+
+
+@contextmanager
+def _released(handle: ImageHandle) -> Iterator[ImageHandle]:
+    """Hold ``handle``'s decoded pixels while it is encoded; then free them (and hand a large
+    photo's memory back to the system)."""
+    try:
+        yield handle
+    finally:
+        handle.release()
+        if handle.height * handle.width >= TRIM_PIXELS:
+            give_back_freed_memory()
+
+
+GONE = "The region was deleted while this answer was written: it is shown, not kept."
+
+
+@dataclass
+class _TaskAnswer:
+    """One region's task answer as it streams; kept on the region (found by its mask, as
+    :meth:`Session.record` does) at the end."""
+
+    session: Session
+    region: Region
+    column: str  # the region field: category, caption or detail
+    editing: Any  # the service's session lock
+    answers: list = field(default_factory=list)  # the final Answer, from the stream
+
+    def replies(self, stream: Iterator) -> Iterator[Reply]:
+        text = ""
+        try:
+            for text in stream:
+                if isinstance(text, Waiting):
+                    yield Reply("", waiting=text.position)
+                elif not self.answers:
+                    yield Reply(text.strip())
+        except (RegionError, ContextLengthError) as exc:
+            raise ServiceError(str(exc)) from exc
+        with self.editing(self.session):  # the regions may have changed meanwhile
+            kept = self.session.record([self.region], [{self.column: text.strip()}])[0]
+        yield Reply(text.strip(), True, "" if kept else GONE)
 
 
 CHANGED = (

@@ -6,6 +6,7 @@ for up to ``--drain-seconds``, then closes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -24,9 +25,10 @@ class CrossOriginIsolation:
     and ``Cross-Origin-Embedder-Policy: credentialless``, which make a top-level page cross-origin
     isolated, so the page's WebAssembly decoder can run on several threads (onnxruntime-web needs
     SharedArrayBuffer). ``credentialless`` still loads cross-origin resources (without their
-    cookies) where ``require-corp`` would block those that do not opt in. Inside a Space's iframe
-    the page cannot be isolated (huggingface.co is not) and runs one thread, as it does in a
-    browser without ``credentialless`` (Safari). Pure ASGI: streamed responses pass untouched."""
+    cookies) where ``require-corp`` would block those that do not opt in; a browser without
+    ``credentialless`` (Safari) is not isolated and runs one thread. On a Space the platform sends
+    the README's ``custom_headers`` instead (:func:`in_space`). Pure ASGI: streamed responses pass
+    untouched."""
 
     HEADERS = (
         (b"cross-origin-opener-policy", b"same-origin"),
@@ -100,20 +102,23 @@ def serve(
     demo, launch: dict, attempts: int = 3, isolate: bool = True, policy: Policy | None = None
 ) -> Serving:
     """``demo.launch(**launch)`` behind :class:`~osprey.app.http_gate.ApiGate` (calls checked,
-    fair shares kept, refused while draining) and, unless ``isolate`` is off, with
-    :class:`CrossOriginIsolation`'s headers; uploads are cleared by an
+    fair shares kept, refused while draining), with the page's look (theme and style sheet, see
+    :func:`~osprey.app.layout.look`) and, unless ``isolate`` is off or a Space sends the headers
+    itself, with :class:`CrossOriginIsolation`'s headers; uploads are cleared by an
     :class:`~osprey.app.upload_janitor.UploadJanitor`. Returns once the server runs (Gradio's
     ``prevent_thread_lock``; :func:`wait_and_drain` blocks). Gradio gives up when its own page
     does not answer within 3 s of starting ("localhost is not accessible"), which happens on a
     busy small machine: try again rather than fail to start."""
     from starlette.middleware import Middleware
 
+    from osprey.app.layout import look
+
     policy = policy or Policy()
     serving = Serving(demo, UploadJanitor(demo, grace=policy.upload_grace))
     middleware = [m for m in (_api_gate(demo, policy, serving),) if m is not None]
-    if isolate:
+    if isolate and not in_space():
         middleware.append(Middleware(CrossOriginIsolation))
-    options = {**launch, "prevent_thread_lock": True}
+    options = {**look(), **launch, "prevent_thread_lock": True}
     app_kwargs = {
         "lifespan": lifespan(serving.states),
         **launch.get("app_kwargs", {}),
@@ -133,6 +138,13 @@ def serve(
             demo.close()
     serving.janitor.start()
     return serving
+
+
+def in_space() -> bool:
+    """Whether the app runs on a Hugging Face Space, whose platform adds the isolation headers
+    of the README's front matter (``custom_headers``) to every response: the app then sends
+    none, so that each header comes once (two different COEP values would cancel each other)."""
+    return bool(os.environ.get("SPACE_ID"))
 
 
 def wait_and_drain(serving: Serving, drain_seconds: float) -> int:

@@ -259,6 +259,9 @@ class Session:
     candidate: int = 0  # the chosen one of prediction.candidates
     regions: list[Region] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer), model names
+    chat: list[dict[str, str]] = field(
+        default_factory=list
+    )  # the conversation as the page shows it
     pending: tuple[str, str] | None = None  # the exchange being answered: (question, text so far)
     undo_stack: list[list[Region]] = field(default_factory=list)
     redo_stack: list[list[Region]] = field(default_factory=list)

@@ -82,8 +82,10 @@ class UploadJanitor:
         """The paths the queued and running events name."""
         named: set[str] = set()
         for event in queued_events(self.demo):
-            data = getattr(getattr(event, "data", None), "data", None)
-            named.update(_strings(data))
+            body = getattr(event, "data", None)
+            named.update(_strings(getattr(body, "data", None)))
+            # the canvas page names its upload in the event's own data (its "open_file")
+            named.update(_strings(getattr(body, "event_data", None)))
         return named
 
     def sweep(self, now: float | None = None) -> int:

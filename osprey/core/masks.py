@@ -166,6 +166,34 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def check_rle(counts: str, height: int, width: int) -> None:
+    """:class:`MaskError` unless ``counts`` (a compressed COCO RLE string from outside: a browser,
+    a file) is well formed and covers exactly ``height`` x ``width`` pixels. Check before
+    decoding one: pycocotools reads a malformed string past its end, and a short one decodes to
+    uninitialised memory."""
+    counted: list[int] = []
+    at = 0
+    while at < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if at == len(counts):
+                raise MaskError("corrupt RLE: it ends inside a count")
+            c = ord(counts[at]) - 48
+            if not 0 <= c < 64:
+                raise MaskError("corrupt RLE: a character outside its alphabet")
+            x |= (c & 0x1F) << (5 * k)
+            more, at, k = bool(c & 0x20), at + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        x += counted[-2] if len(counted) > 2 else 0  # from the fourth on: the one two back, plus
+        if x < 0:
+            raise MaskError("corrupt RLE: a negative count")
+        counted.append(x)
+    total = sum(counted)
+    if total != height * width:
+        raise MaskError(f"the RLE covers {total} pixels, not {height}x{width}")
+
+
 def rle_area(rle: dict[str, Any]) -> int:
     """Pixel count of a compressed COCO RLE (no decoding)."""
     return int(mask_utils.area(_coco_rle(rle)))

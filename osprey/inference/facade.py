@@ -31,10 +31,17 @@ from osprey.inference.preprocess import Masks, RegionError, prepare_masks
 from osprey.inference.topk_scoring import Classifier, class_probabilities, top_names
 from osprey.model.osprey import OspreyModel
 
-__all__ = ["Answer", "Generation", "Osprey"]
+__all__ = ["Answer", "Generation", "Osprey", "task_prompt"]
 
 # Room kept for the answer when old chat turns are dropped to fit the context.
 ANSWER_RESERVE = 128
+
+
+def task_prompt(task: str) -> tuple[str, str]:
+    """A one-region task's first user message and how its answer is post-processed, as
+    :meth:`Osprey.describe` asks it (``generate(image, [mask], message, postprocess=mode)``
+    gives the same answer for one region, and streams)."""
+    return conv.task_message(task), "demo" if task in ("short", "detailed") else "reference"
 
 
 class Osprey:
@@ -128,8 +135,7 @@ class Osprey:
         with the original's prompts and post-processing. Regions are decoded together in batches
         over a shared, once-computed prompt prefix (``batched=False``: one region at a time)."""
         gen = gen or Generation()
-        message = conv.task_message(task)
-        mode = "demo" if task in ("short", "detailed") else "reference"
+        message, mode = task_prompt(task)
         handle, feats = self.images.get(image)
         regions = prepare_masks(masks, handle.height, handle.width)
         if regions.shape[0] == 0:
@@ -162,7 +168,7 @@ class Osprey:
             ]
             counts.append(regions.shape[0])
         answers = iter(self.generator.engine.answer_many(jobs))
-        mode = "demo" if task in ("short", "detailed") else "reference"
+        mode = task_prompt(task)[1]
         decode = self.generator.decode_text
         return [
             [conv.postprocess_answer(decode(next(answers)), mode) for _ in range(n)] for n in counts

@@ -28,7 +28,8 @@ from pathlib import Path
 TOOLS = ["osprey.train", "osprey.eval", "osprey.datagen", "osprey.label", "osprey.data"]
 UPPER_APP = ["osprey.app.http_api", "osprey.app.http_gate", "osprey.app.demo", "osprey.app.wiring",
              "osprey.app.handlers", "osprey.app.layout", "osprey.app.main", "osprey.app.serving",
-             "osprey.app.startup", "osprey.app.video_api", "osprey.app.video_page"]  # fmt: skip
+             "osprey.app.startup", "osprey.app.video_api", "osprey.app.video_page",
+             "osprey.app.canvas_component", "osprey.app.chips_component"]  # fmt: skip
 
 # module prefix -> import prefixes it must not use
 FORBIDDEN: dict[str, list[str]] = {
@@ -97,6 +98,9 @@ FORBIDDEN: dict[str, list[str]] = {
         "torch",
     ],
     "osprey.app.video_answers": [*UPPER_APP, "gradio"],
+    "osprey.app.everything": ["osprey.app.service", *UPPER_APP, "gradio"],
+    "osprey.app.saved": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
+    "osprey.app.canvas_page": ["osprey.app.service", *UPPER_APP, "gradio", "torch"],
     "osprey.data": ["osprey.train"],
 }
 # Nothing outside these packages may import them.

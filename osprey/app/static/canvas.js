@@ -1,405 +1,363 @@
-// The canvas page: SAM's prompt encoder + mask decoder run here (onnxruntime-web), on the image
-// embedding fetched once per image. Clicks, negative clicks, boxes, refinement, SAM's three
-// candidates, picks among the "segment everything" masks and the hover preview cost no request.
-// The server side is osprey/app/canvas_page.py (what is sent here, and how the clicks are replayed at full
+// The canvas page: the image a user opens (drop, paste, file, example), clicks, drags and zooms,
+// with its toolbar, SAM's candidates and the keyboard shortcuts. SAM's decoder runs in
+// decoder.js (in this page, or on the server as a fallback); the prompt logic is prompts.js, zoom
+// and pan viewport.js, what this browser keeps store.js. The server side is
+// osprey/app/canvas_page.py (what is sent here, and how the clicks are replayed at full
 // resolution when a region is added); the component is osprey/app/canvas_component.py.
 //
 // Gradio runs this file as the body of `js_on_load`, with `element` (this component's root),
-// `trigger(event, data)` (the 'decode' event: the server decodes when this page cannot), `props`
-// (`props.value` is the server's view; this page adds its prompt under `page`) and `watch`.
+// `trigger(event, data)`, `upload(file)` (to the server's upload route), `props` (`props.value`
+// is the server's view; this page adds its prompt under `page`) and `watch`. The events it
+// triggers (Gradio finds them by name in this file): "open_file", "open_example", "restore",
+// "decode", "add_region", "everything", "undo_edit", "redo_edit".
 //
-// The click semantics mirror osprey/app/mask_prompts.py (MaskPrompts.click) exactly, so that replaying
-// the clicks on the server gives the mask shown here: a positive / negative click adds a point
-// and refines the previous prediction's best low-res logits once there is more than one point; in
-// box mode two clicks make a box; a pick selects the smallest "everything" mask under the click.
+// Clicks are never lost: while a new photo is prepared (uploaded, encoded by SAM, its embedding
+// fetched) the clicks made on it wait, drawn as hollow dots, and run as soon as the page can
+// decode. A click never waits behind a hover preview: it takes over the preview in flight when
+// both are at the same point, and otherwise skips drawing it.
 
 const root = element.closest("#canvas") || element; // carries data-mask-version (tests wait on it)
 const $ = (sel) => element.querySelector(sel);
-const img = $(".osc-base");
-const overlay = $(".osc-overlay");
-const statusLine = $(".osc-status");
-const thumbs = $(".osc-thumbs");
-const frame = $(".osc");
+const frame = $(".osc"), stage = $(".osc-stage"), world = $(".osc-world"), img = $(".osc-base");
+const overlay = $(".osc-overlay"), statusLine = $(".osc-status"), progressLine = $(".osc-progress");
+const thumbs = $(".osc-thumbs"), fileInput = $(".osc-file"), keys = $(".osc-keys");
 const ctx = overlay.getContext("2d");
 const abs = (url) => new URL(url, document.baseURI).href;
-const vendor = () => abs(props.static_url + "/vendor/onnxruntime-web/");
+const moduleUrl = (name) => abs(`${props.static_url}/${name}?v=${props.version}`);
 const GOLD = [255, 215, 0];
-
-// ------------------------------------------------------------------------------------------
-// state
-
-const S = {
-  payload: null, image: null, promptKey: null, autoUrl: null, auto: null,
-  prompt: emptyPrompt(), hover: null, kbd: null,
-  engine: null, engineKey: null, emb: null, embKey: null,
-  maskVersion: 0, hoverVersion: 0, lock: Promise.resolve(), hoverBusy: false, hoverNext: null,
-  pending: new Map(), ask: 0, notice: "",
+const MODES = { add: "positive", subtract: "negative", box: "box", pick: "pick" };
+const STAGES = {
+  upload: "Uploading the photo…", sam: "SAM is reading the photo…", restore: "Restoring what this browser kept…",
+  decoder: "Loading the decoder…", embedding: "Fetching SAM's view of the photo…",
 };
 
-function emptyPrompt() {
-  return { clicks: [], points: [], box: null, corner: null, pred: null, candidate: 0, message: "" };
-}
+const S = {
+  payload: null, image: null, geom: null, promptKey: null, prompt: null,
+  hover: null, hoverTask: null, hoverNext: null, chain: Promise.resolve(), views: Promise.resolve(),
+  decoder: null, decoderUrl: undefined, decoderReady: null, emb: null, embKey: null,
+  auto: null, autoUrl: null, regions: null, regionsUrl: null, highlight: null,
+  tool: "add", kbd: null, versions: { mask: 0, hover: 0 }, pending: new Map(), asks: 0, notice: "",
+  preparing: "", answersPending: false, queue: [], source: null, opening: null, previous: null,
+  savedJson: "null", drag: null, pointers: new Map(), pinch: null, space: false,
+};
+let D, P, view, K; // decoder.js, prompts.js, the Viewport, store.js
+
+// ------------------------------------------------------------------------------------------
+// words for the user
 
 function say(text) { statusLine.textContent = text || S.notice; }
 
-function bump(kind) {
-  if (kind === "hover") {
-    S.hoverVersion += 1;
-    root.dataset.hoverVersion = element.dataset.hoverVersion = String(S.hoverVersion);
-  } else {
-    S.maskVersion += 1;
-    root.dataset.maskVersion = element.dataset.maskVersion = String(S.maskVersion);
-  }
+function progress() {
+  const stage = STAGES[S.preparing];
+  const n = S.queue.length, kept = n ? ` Your ${n} click${n > 1 ? "s are" : " is"} kept.` : "";
+  progressLine.textContent = stage ? stage + kept : "";
+  progressLine.hidden = !stage;
+  root.dataset.preparing = S.preparing;
+  root.dataset.queued = String(n);
 }
 
-function mode() {
-  const checked = document.querySelector("#mode input:checked");
-  const m = checked ? checked.value : "positive";
-  return m.startsWith("pick") ? "pick" : m;
+function bump(kind) {
+  S.versions[kind] += 1;
+  const name = kind === "hover" ? "hoverVersion" : "maskVersion";
+  root.dataset[name] = element.dataset[name] = String(S.versions[kind]);
 }
 
 // ------------------------------------------------------------------------------------------
-// geometry: the one place client coordinates become image pixels
+// geometry: the one place client coordinates become image pixels (the overlay's box follows
+// the zoom, so a click lands where it looks)
 
 function toImage(evt) {
-  const r = overlay.getBoundingClientRect();
-  const { width: W, height: H } = S.image;
+  const r = overlay.getBoundingClientRect(), { width: W, height: H } = S.geom;
   const x = Math.floor(((evt.clientX - r.left) / r.width) * W);
   const y = Math.floor(((evt.clientY - r.top) / r.height) * H);
   return [Math.min(W - 1, Math.max(0, x)), Math.min(H - 1, Math.max(0, y))];
 }
 
 function toShown(x, y) {
-  const [w, h] = S.image.shown;
-  return [((x + 0.5) * w) / S.image.width, ((y + 0.5) * h) / S.image.height];
+  const [w, h] = S.geom.shown;
+  return [((x + 0.5) * w) / S.geom.width, ((y + 0.5) * h) / S.geom.height];
+}
+
+function setGeometry(g) {
+  const changed = !S.geom || S.geom.shown[0] !== g.shown[0] || S.geom.shown[1] !== g.shown[1];
+  S.geom = { width: g.width, height: g.height, shown: g.shown };
+  if (changed) { overlay.width = g.shown[0]; overlay.height = g.shown[1]; fit(); }
+  document.documentElement.dataset.ospreyImage = "open";
+}
+
+// the image fills the width it has, up to the height the page gives it (a small photo grows,
+// at most 3x); the overlay follows it
+function fit() {
+  if (!S.geom || !view) return;
+  const [w, h] = S.geom.shown;
+  const maxH = parseFloat(getComputedStyle(stage).maxHeight) || 0.7 * innerHeight;
+  const scale = Math.min(frame.clientWidth / w, maxH / h, 3);
+  img.style.width = `${Math.floor(w * scale)}px`;
+  img.style.height = `${Math.floor(h * scale)}px`;
+  view.apply();
+}
+
+// the size the server shows an image at (osprey/app/drawing.py display_size)
+function displaySize(w, h) {
+  const scale = Math.min(1, 1024 / Math.max(w, h));
+  return [Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale))];
 }
 
 // ------------------------------------------------------------------------------------------
-// engines: the decoder in this page (ONNX), or the server (fallback)
+// opening an image: shown at once from this browser's copy, prepared meanwhile
 
-function halfToFloat(half) {
-  const out = new Float32Array(half.length);
-  const pow = new Float32Array(32).map((_, e) => Math.pow(2, e - 15));
-  for (let i = 0; i < half.length; i++) {
-    const h = half[i], e = (h >> 10) & 31, f = h & 1023, sign = h & 0x8000 ? -1 : 1;
-    if (e === 0) out[i] = sign * f * 5.960464477539063e-8;
-    else if (e === 31) out[i] = f ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + f / 1024) * pow[e];
-  }
-  return out;
+async function showLocal(url, source) {
+  S.opening = source; S.previous = S.image ? { image: S.image, base: img.src } : S.previous;
+  S.image = null; S.emb = null; S.embKey = null; S.queue = []; S.auto = null; S.regions = null;
+  S.prompt = P.emptyPrompt(); S.hover = null; S.kbd = null;
+  delete root.dataset.ready;
+  frame.classList.remove("osc-empty");
+  img.src = url;
+  await img.decode().catch(() => {});
+  setGeometry({ width: img.naturalWidth || 1, height: img.naturalHeight || 1, shown: displaySize(img.naturalWidth || 1, img.naturalHeight || 1) });
+  view.fit(); draw(); drawThumbs(); bump("mask");
+  stage.scrollIntoView({ block: "nearest" });
 }
 
-function exclusive(task) {
-  const run = S.lock.then(task, task);
-  S.lock = run.catch(() => {});
-  return run;
-}
-
-class PageEngine {
-  // kind "sam2": SAM 2's maps and prompt inputs come from sam2_decoder.js
-  static async load(decoderUrl, kind) {
-    if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
-    const ort = await import(vendor() + "ort.wasm.min.mjs");
-    ort.env.wasm.wasmPaths = vendor();
-    ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-    const session = await ort.InferenceSession.create(abs(decoderUrl), { executionProviders: ["wasm"] });
-    const layout = kind === "sam2" ? await import(abs(props.static_url + "/sam2_decoder.js")) : null;
-    return new PageEngine(ort, session, layout);
-  }
-
-  constructor(ort, session, layout) {
-    this.kind = "page";
-    this.ort = ort;
-    this.session = session;
-    this.layout = layout;
-    this.zeros = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
-  }
-
-  async embed(image) {
-    if (this.layout) return this.layout.embed(this.ort, image, abs(image.embedding), halfToFloat);
-    const buf = await (await fetch(abs(image.embedding))).arrayBuffer();
-    const [gh, gw] = image.grid;
-    return new this.ort.Tensor("float32", halfToFloat(new Uint16Array(buf)), [1, image.channels, gh, gw]);
-  }
-
-  // the ONNX inputs, as tests/support/page_decoder.py `feeds` builds them
-  feeds(p, previous) {
-    if (this.layout) return this.layout.feeds(this.ort, S.image, S.emb, p, previous, this.zeros);
-    const T = this.ort.Tensor, im = S.image;
-    const sx = im.input[1] / im.width, sy = im.input[0] / im.height;
-    const coords = [], labels = [];
-    for (const [x, y, lab] of p.points) { coords.push(x * sx, y * sy); labels.push(lab); }
-    if (p.box) {
-      const [x0, y0, x1, y1] = p.box;
-      coords.push(x0 * sx, y0 * sy, x1 * sx, y1 * sy);
-      labels.push(2, 3);
-    } else { coords.push(0, 0); labels.push(-1); }
-    const n = labels.length;
-    return {
-      image_embeddings: S.emb,
-      point_coords: new T("float32", Float32Array.from(coords), [1, n, 2]),
-      point_labels: new T("float32", Float32Array.from(labels), [1, n]),
-      mask_input: previous ? new T("float32", previous, [1, 1, 256, 256]) : this.zeros,
-      has_mask_input: new T("float32", Float32Array.of(previous ? 1 : 0), [1]),
-      orig_im_size: new T("float32", Float32Array.of(im.shown[1], im.shown[0]), [2]),
-    };
-  }
-
-  async decode(p, previous) {
-    const multimask = p.points.length === 1 && !p.box && !previous;
-    const out = await exclusive(() => this.session.run(this.feeds(p, previous)));
-    const [w, h] = S.image.shown, size = w * h;
-    const logits = out.masks.data, scores = out.iou_predictions.data, low = out.low_res_masks.data;
-    const picks = multimask ? [1, 2, 3] : [0];
-    const cands = picks.map((k) => {
-      const mask = new Uint8Array(size);
-      let area = 0;
-      for (let i = 0, o = k * size; i < size; i++) if (logits[o + i] > 0) { mask[i] = 1; area++; }
-      return { mask, area, score: scores[k], low: low.slice(k * 65536, (k + 1) * 65536) };
-    });
-    return finish(cands);
-  }
-}
-
-class ServerEngine {
-  constructor() { this.kind = "server"; }
-
-  async decode(p) {
-    const id = ++S.ask;
-    const answer = new Promise((resolve) => S.pending.set(id, resolve));
-    trigger("decode", { clicks: p.clicks, id });
-    const preview = await answer;
-    if (preview.error) throw new Error(preview.error);
-    if (!preview.masks) return finish([]);
-    const planes = await pixels(abs(preview.masks));
-    const cands = preview.scores.map((score, k) => {
-      const mask = new Uint8Array(planes.length);
-      let area = 0;
-      for (let i = 0; i < planes.length; i++) if ((planes[i] >> k) & 1) { mask[i] = 1; area++; }
-      return { mask, area, score, low: null };
-    });
-    return finish(cands);
-  }
-}
-
-// candidates sorted by score; the best non-empty one's low-res logits are refined next
-function finish(cands) {
-  cands.sort((a, b) => b.score - a.score);
-  const best = cands.find((c) => c.area > 0);
-  return { cands, low: best ? best.low : null, empty: !best };
-}
-
-// a grayscale PNG's pixel values
-async function pixels(url) {
-  const im = new Image();
-  im.src = url;
-  await im.decode();
-  const c = document.createElement("canvas");
-  c.width = im.naturalWidth; c.height = im.naturalHeight;
-  const g = c.getContext("2d", { willReadFrequently: true });
-  g.drawImage(im, 0, 0);
-  const data = g.getImageData(0, 0, c.width, c.height).data;
-  const out = new Uint8Array(c.width * c.height);
-  for (let i = 0; i < out.length; i++) out[i] = data[4 * i];
-  return out;
-}
-
-async function startEngine(p) {
-  const wanted = new URLSearchParams(location.search).get("decoder");
-  if (S.engine && S.engineKey === p.decoder) return;
-  S.engineKey = p.decoder;
+async function openFile(file) {
+  if (!file || !/^image\//.test(file.type)) { say("That is not an image: open a photo (JPEG, PNG, WebP)."); return; }
+  await showLocal(URL.createObjectURL(file), { blob: file, name: file.name || "pasted image" });
+  S.preparing = "upload"; progress();
   try {
-    if (wanted === "server") throw new Error("?decoder=server asks for the server");
-    if (!p.decoder) throw new Error("the server offers no decoder");
-    S.engine = await PageEngine.load(p.decoder, p.decoder_kind);
-    S.notice = "Masks are decoded in this page: clicks and hover need no round trip.";
+    const sent = await upload(file);
+    S.preparing = "sam"; progress();
+    trigger("open_file", { path: sent.path });
   } catch (err) {
-    S.engine = new ServerEngine();
-    S.notice = `The in-page decoder is not available (${err.message || err}); clicks are decoded on the server.`;
+    refused(`The photo could not be sent (${err.message || err}).`);
   }
-  root.dataset.decoder = S.engine.kind;
-  root.dataset.threads = S.engine.kind === "page" ? String(S.engine.ort.env.wasm.numThreads) : "0";
-  say();
+}
+
+async function openExample(index) {
+  const example = props.examples[index];
+  await showLocal(abs(example.url), { example: example.name });
+  S.preparing = "sam"; progress();
+  trigger("open_example", { index });
+}
+
+// after a reload: what this browser kept comes back (the server checks it as any input)
+async function restoreKept() {
+  let record = null;
+  try { record = await K.load(); } catch { return; }
+  if (!record || !record.saved || S.image || S.opening) return;
+  const source = record.source || {};
+  const example = props.examples.find((e) => e.name === source.example);
+  if (!source.blob && !example) return;
+  await showLocal(source.blob ? URL.createObjectURL(source.blob) : abs(example.url), source);
+  S.preparing = "restore"; progress();
+  try {
+    const data = { saved: record.saved };
+    if (source.blob) data.path = (await upload(new File([source.blob], source.name || "image", { type: source.blob.type }))).path;
+    else data.example = source.example;
+    trigger("restore", data);
+  } catch (err) {
+    refused(`What this browser kept could not be sent (${err.message || err}).`);
+  }
+}
+
+// the server refused the new image (or it never arrived): back to what was shown before
+function refused(message) {
+  S.opening = null; S.preparing = ""; S.queue = []; progress();
+  const before = S.previous;
+  S.previous = null;
+  if (before) { S.image = before.image; img.src = before.base; setGeometry(before.image); prepare(before.image); }
+  else closeImage();
+  say(message);
+}
+
+function closeImage() {
+  S.image = null; S.geom = null; S.prompt = P.emptyPrompt(); S.hover = null; S.queue = [];
+  frame.classList.add("osc-empty");
+  delete document.documentElement.dataset.ospreyImage;
+  img.removeAttribute("src"); draw(); drawThumbs(); writeBack();
 }
 
 // ------------------------------------------------------------------------------------------
-// prompts (mirror of MaskPrompts.click; see osprey/app/mask_prompts.py)
+// the decoder: loaded once per page (before any image), the embedding once per image
 
-class UserMessage extends Error {}
-
-// COCO's compressed RLE counts (5 bits per character, offset 48, continuation bit 0x20, sign
-// bit 0x10, each count after the second stored as a difference from the one two back)
-function rleCounts(text) {
-  const counts = [];
-  for (let p = 0; p < text.length;) {
-    let x = 0, k = 0, more = true;
-    while (more) {
-      const c = text.charCodeAt(p++) - 48;
-      x |= (c & 0x1f) << (5 * k);
-      more = (c & 0x20) !== 0;
-      k++;
-      if (!more && (c & 0x10)) x |= -1 << (5 * k);
+function startDecoder(p) {
+  if (S.decoderReady && S.decoderUrl === p.decoder) return S.decoderReady;
+  S.decoderUrl = p.decoder;
+  S.decoderReady = (async () => {
+    try {
+      if (new URLSearchParams(location.search).get("decoder") === "server") throw new Error("?decoder=server asks for the server");
+      if (!p.decoder) throw new Error("the server offers no decoder");
+      S.decoder = await D.loadPageDecoder({ vendor: abs(props.static_url + "/vendor/onnxruntime-web/"), url: abs(p.decoder), kind: p.decoder_kind, sam2Url: moduleUrl("sam2_decoder.js") });
+      S.notice = "";
+    } catch (err) {
+      useServer(`The in-page decoder is not available (${err.message || err}); clicks are decoded on the server.`);
     }
-    if (counts.length > 2) x += counts[counts.length - 2];
-    counts.push(x);
-  }
-  return counts;
+    root.dataset.decoder = S.decoder.kind;
+    root.dataset.threads = String(S.decoder.threads);
+    say(statusLine.textContent);
+  })();
+  return S.decoderReady;
 }
 
-// a column-major RLE (COCO) of an h x w mask -> row-major Uint8Array
-function rleMask(text, h, w) {
-  const mask = new Uint8Array(h * w);
-  let i = 0, value = 0;
-  for (const n of rleCounts(text)) {
-    if (value) for (let j = i; j < i + n; j++) mask[(j % h) * w + Math.floor(j / h)] = 1;
-    i += n;
-    value ^= 1;
-  }
-  return mask;
+function useServer(notice) {
+  S.decoder = new D.ServerDecoder(askServer, abs);
+  S.notice = notice;
+  root.dataset.decoder = "server";
 }
 
-async function loadAuto(url) {
-  const data = await (await fetch(url)).json();
-  const [h, w] = data.size;
-  return data.masks
-    .map((m) => ({ mask: rleMask(m.counts, h, w), area: m.area }))
-    .sort((a, b) => a.area - b.area); // smallest first, as the server picks
+function askServer(clicks) {
+  const id = ++S.asks;
+  const answer = new Promise((resolve) => S.pending.set(id, resolve));
+  trigger("decode", { clicks, id });
+  return answer;
 }
 
-function autoAt(x, y) {
-  if (!S.auto) return null;
-  const [sx, sy] = toShown(x, y), [w] = S.image.shown;
-  const i = Math.floor(sy) * w + Math.floor(sx);
-  return S.auto.find((m) => m.mask[i]) || null;
+// the page can decode the image's clicks: the server has it, and so has the decoder
+function canDecode() {
+  return Boolean(S.image && S.decoder && (S.decoder.kind === "server" || S.emb));
 }
 
-function autoMask(found) {
-  let area = 0;
-  for (let i = 0; i < found.mask.length; i++) area += found.mask[i];
-  return { cands: [{ mask: found.mask, area, score: 1, low: null }], low: null, empty: false };
-}
-
-async function step(p, x, y, m) {
-  const n = { ...p, points: p.points.slice(), clicks: p.clicks.concat([[x, y, m]]), message: "" };
-  if (m === "pick") {
-    const found = autoAt(x, y);
-    if (!found) throw new UserMessage(S.auto ? "No mask under this click." : "Run 'Segment everything' first.");
-    return { ...n, pred: autoMask(found), candidate: 0 };
-  }
-  if (m === "box") {
-    if (!n.corner) return { ...n, corner: [x, y], message: "Now click the opposite corner of the box." };
-    const [x0, y0] = n.corner;
-    n.corner = null;
-    if (Math.abs(x - x0) < 2 || Math.abs(y - y0) < 2) {
-      const corner = n.clicks.map((c) => c[2]).lastIndexOf("box", n.clicks.length - 2);
-      const clicks = n.clicks.slice(0, -1).filter((_, i) => i !== corner); // replayed: never sent
-      return { ...n, clicks, message: "The box is too thin: click two opposite corners." };
+async function prepare(image) {
+  const key = image.key;
+  if (!S.decoder) { S.preparing = S.preparing || "decoder"; progress(); }
+  await S.decoderReady;
+  if (S.decoder.kind === "page" && S.embKey !== key) {
+    S.embKey = key; S.preparing = "embedding"; progress();
+    try {
+      const emb = await S.decoder.embed(image, abs(image.embedding));
+      if (S.image && S.image.key === key) S.emb = emb;
+    } catch (err) {
+      useServer(`The image embedding could not be loaded (${err.message || err}); clicks are decoded on the server.`);
     }
-    n.box = [Math.min(x0, x), Math.min(y0, y), Math.max(x0, x), Math.max(y0, y)];
-  } else n.points.push([x, y, m === "negative" ? 0 : 1]);
-  const previous = n.pred && n.points.length > 1 ? n.pred.low : null;
-  n.pred = await S.engine.decode(n, previous);
-  n.candidate = 0;
-  if (n.pred.empty) n.message = "SAM found no region for this prompt; try another point.";
-  return n;
-}
-
-async function rebuild(clicks) {
-  let p = emptyPrompt();
-  for (const [x, y, m] of clicks) p = await step(p, x, y, m);
-  return p;
+  }
+  if (!S.image || S.image.key !== key) return;
+  S.preparing = ""; progress();
+  root.dataset.ready = key;
+  flushQueue();
+  say(S.answersPending ? "Osprey is still reading the photo; answers start once it has." : statusLine.textContent);
 }
 
 // ------------------------------------------------------------------------------------------
-// drawing
+// clicks, hover and the prompt
 
-function maskLayer(mask, rgb, alpha, outline) {
-  const [w, h] = S.image.shown;
-  const layer = new ImageData(w, h), d = layer.data, a = Math.round(alpha * 255);
-  for (let i = 0; i < mask.length; i++) {
-    if (!mask[i]) continue;
-    const x = i % w, edge = outline && (x === 0 || x === w - 1 || i < w || i >= mask.length - w ||
-      !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w]);
-    const o = 4 * i;
-    if (edge) { d[o] = d[o + 1] = d[o + 2] = 255; d[o + 3] = 255; }
-    else { d[o] = rgb[0]; d[o + 1] = rgb[1]; d[o + 2] = rgb[2]; d[o + 3] = a; }
-  }
-  const c = document.createElement("canvas");
-  c.width = w; c.height = h;
-  c.getContext("2d").putImageData(layer, 0, 0);
-  return c;
+function ctxOf() { return { decoder: S.decoder, image: S.image, emb: S.emb, auto: S.auto }; }
+
+function mode(evt) {
+  if (evt && (evt.button === 2 || evt.altKey) && S.tool !== "pick") return "negative";
+  return MODES[S.tool];
 }
 
-function selected(p) {
-  return p.pred && p.pred.cands.length ? p.pred.cands[Math.min(p.candidate, p.pred.cands.length - 1)] : null;
+// clicks run one after the other, each on the prompt the previous one left; made before the
+// page can decode, they wait (as fractions of the image: the server's image may be resized)
+function click(x, y, m) {
+  if (!S.geom) return Promise.resolve();
+  if (!canDecode()) {
+    S.queue.push([x / S.geom.width, y / S.geom.height, m]);
+    progress(); draw();
+    return Promise.resolve();
+  }
+  const task = S.hoverTask;
+  if (task) task.claimed = true; // its preview is not drawn: this click goes first
+  S.hoverNext = null;
+  S.chain = S.chain.then(() => clickNow(x, y, m, task));
+  return S.chain;
 }
 
-function draw() {
-  ctx.clearRect(0, 0, overlay.width, overlay.height);
-  if (!S.image) return;
-  const p = S.prompt, sel = selected(p);
-  if (S.hover && S.hover.layer) ctx.drawImage(S.hover.layer, 0, 0);
-  if (sel && sel.area) {
-    if (!sel.layer) sel.layer = maskLayer(sel.mask, GOLD, 0.45, true);
-    ctx.drawImage(sel.layer, 0, 0);
-  }
-  const r = Math.max(4, Math.min(...S.image.shown) / 100);
-  for (const [x, y, lab] of p.points) dot(x, y, lab ? "#28c83c" : "#dc2828", r);
-  if (p.corner) dot(p.corner[0], p.corner[1], "#28c83c", r);
-  if (p.box) {
-    const [x0, y0] = toShown(p.box[0], p.box[1]), [x1, y1] = toShown(p.box[2], p.box[3]);
-    ctx.strokeStyle = "rgb(255,215,0)"; ctx.lineWidth = 2; ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
-  }
-  if (S.kbd && document.activeElement === overlay) {
-    const [x, y] = toShown(...S.kbd);
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
-    ctx.beginPath(); ctx.moveTo(x - 10, y); ctx.lineTo(x + 10, y); ctx.moveTo(x, y - 10); ctx.lineTo(x, y + 10); ctx.stroke();
+function flushQueue() {
+  const queued = S.queue;
+  S.queue = [];
+  progress();
+  for (const [fx, fy, m] of queued) {
+    click(Math.min(S.geom.width - 1, Math.floor(fx * S.geom.width)), Math.min(S.geom.height - 1, Math.floor(fy * S.geom.height)), m);
   }
 }
 
-function dot(x, y, fill, r) {
-  const [sx, sy] = toShown(x, y);
-  ctx.beginPath(); ctx.arc(sx, sy, r + 2, 0, 2 * Math.PI); ctx.fillStyle = "#fff"; ctx.fill();
-  ctx.beginPath(); ctx.arc(sx, sy, r, 0, 2 * Math.PI); ctx.fillStyle = fill; ctx.fill();
+async function clickNow(x, y, m, task) {
+  const base = S.prompt, h = S.hover;
+  try {
+    let p = null;
+    if (task && task.x === x && task.y === y && task.mode === m && task.base === base) p = await task.promise;
+    else if (h && h.x === x && h.y === y && h.mode === m && h.base === base) p = h.prompt;
+    if (!p) p = await P.step(ctxOf(), base, x, y, m);
+    if (S.prompt !== base) return; // the server started a new prompt meanwhile
+    commit(p);
+  } catch (err) {
+    say(err instanceof P.UserMessage ? err.message : `Error: ${err.message || err}`);
+  }
 }
 
-function drawThumbs() {
-  thumbs.replaceChildren();
-  const p = S.prompt;
-  if (!p.pred || p.pred.cands.length < 2) return;
-  const [w, h] = S.image.shown, tw = Math.round((96 * w) / h);
-  p.pred.cands.forEach((c, k) => {
-    const b = document.createElement("button");
-    b.className = "osc-thumb" + (k === p.candidate ? " osc-chosen" : "");
-    b.title = `candidate ${k + 1} (score ${c.score.toFixed(2)})`;
-    const t = document.createElement("canvas");
-    t.width = tw; t.height = 96;
-    const g = t.getContext("2d");
-    g.drawImage(img, 0, 0, tw, 96);
-    if (!c.layer) c.layer = maskLayer(c.mask, GOLD, 0.45, true);
-    g.drawImage(c.layer, 0, 0, tw, 96);
-    const label = document.createElement("span");
-    label.textContent = c.score.toFixed(2);
-    b.append(t, label);
-    b.addEventListener("click", () => choose(k));
-    thumbs.append(b);
+function hover(x, y) {
+  if (!canDecode() || S.decoder.kind !== "page") return;
+  const m = mode();
+  if (m === "box" && !S.prompt.corner) return;
+  // the point's preview is on its way, or drawn: no second decode (the browser sends a move at
+  // the same point before each click: it would make the click wait for it)
+  const here = (h) => h && h.x === x && h.y === y && h.mode === m && h.base === S.prompt;
+  if (here(S.hoverTask)) { S.hoverNext = null; return; }
+  if (here(S.hover) && !S.hoverTask) return;
+  if (S.hoverTask) { S.hoverNext = [x, y]; return; }
+  const base = S.prompt, task = { x, y, mode: m, base, claimed: false };
+  task.promise = P.step(ctxOf(), base, x, y, m).catch(() => null);
+  S.hoverTask = task;
+  task.promise.then((p) => {
+    S.hoverTask = null;
+    if (task.claimed) return; // a click took it over (or goes first)
+    if (S.prompt === base) {
+      const c = p ? P.selected(p) : null;
+      S.hover = { x, y, mode: m, base, prompt: p, layer: c && c.area ? maskLayer(c.mask, GOLD, 0.22, false) : null };
+      draw();
+      bump("hover");
+    }
+    const next = S.hoverNext;
+    S.hoverNext = null;
+    if (next) hover(...next);
   });
 }
 
-// a new selection (click, pick, candidate, undo): redraw, count it, tell the server on 'add'
+// a new selection (click, pick, candidate, undo): the mask is drawn and counted first, the
+// candidates' thumbnails right after
 function commit(p) {
   S.prompt = p;
   S.hover = null;
   say(p.message);
   draw();
-  drawThumbs();
   bump("mask");
   writeBack();
+  setTimeout(drawThumbs, 0);
 }
 
 function choose(k) {
   if (!S.prompt.pred || k >= S.prompt.pred.cands.length) return;
   commit({ ...S.prompt, candidate: k, message: "" });
+}
+
+async function rebuildWithout(index) {
+  const clicks = S.prompt.clicks.filter((_, i) => i !== index);
+  try { commit(await P.rebuild(ctxOf(), clicks)); } catch (err) { say(`Error: ${err.message || err}`); }
+}
+
+function undoClick() {
+  if (S.queue.length) { S.queue.pop(); progress(); draw(); return; }
+  if (S.prompt.clicks.length) S.chain = S.chain.then(() => rebuildWithout(S.prompt.clicks.length - 1));
+}
+
+function clearClicks() {
+  S.queue = []; progress();
+  commit(P.emptyPrompt());
+}
+
+// a drag: a box from corner to corner (a box corner clicked before is dropped first)
+function boxDrag(a, b) {
+  if (S.prompt.corner && canDecode()) {
+    const corner = S.prompt.clicks.map((c) => c[2]).lastIndexOf("box");
+    S.chain = S.chain.then(() => rebuildWithout(corner));
+  }
+  click(a[0], a[1], "box");
+  click(b[0], b[1], "box");
+}
+
+function addRegion() {
+  if (!P.selected(S.prompt) || !P.selected(S.prompt).area) { say("Click on an object first: its mask is what becomes a region."); return; }
+  trigger("add_region", {});
 }
 
 // the page's prompt travels in props.value.page: the server replays it when a region is added
@@ -409,134 +367,351 @@ function writeBack() {
 }
 
 // ------------------------------------------------------------------------------------------
-// events
+// drawing
 
-// clicks run one after the other, each on the prompt the previous one left
-function click(x, y) {
-  const m = mode();
-  S.clickChain = (S.clickChain || Promise.resolve()).then(() => clickNow(x, y, m));
-  return S.clickChain;
+function maskLayer(mask, rgb, alpha, outline) {
+  const [w, h] = S.geom.shown;
+  const layer = new ImageData(w, h), px = new Uint32Array(layer.data.buffer);
+  const fill = (Math.round(alpha * 255) << 24) | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0], white = 0xffffffff;
+  for (let i = 0; i < mask.length; i++) {
+    if (!mask[i]) continue;
+    const x = i % w, edge = outline && (x === 0 || x === w - 1 || i < w || i >= mask.length - w ||
+      !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w]);
+    px[i] = edge ? white : fill;
+  }
+  const c = document.createElement("canvas");
+  c.width = w; c.height = h;
+  c.getContext("2d").putImageData(layer, 0, 0);
+  return c;
 }
 
-async function clickNow(x, y, m) {
-  if (!S.image || !S.engine || (S.engine.kind === "page" && !S.emb)) return;
-  const h = S.hover, base = S.prompt;
-  try {
-    const reuse = h && h.x === x && h.y === y && h.mode === m && h.base === base && h.prompt;
-    const p = reuse ? h.prompt : await step(base, x, y, m);
-    if (S.prompt !== base) return; // the server started a new prompt meanwhile
-    commit(p);
-  } catch (err) {
-    say(err instanceof UserMessage ? err.message : `Error: ${err.message || err}`);
+function draw() {
+  ctx.clearRect(0, 0, overlay.width, overlay.height);
+  if (!S.geom) return;
+  const p = S.prompt, sel = P.selected(p), r = Math.max(4, Math.min(...S.geom.shown) / 100) / Math.sqrt(view.zoom);
+  if (S.highlight) ctx.drawImage(S.highlight.layer, 0, 0);
+  if (S.hover && S.hover.layer) ctx.drawImage(S.hover.layer, 0, 0);
+  if (sel && sel.area) {
+    if (!sel.layer) sel.layer = maskLayer(sel.mask, GOLD, 0.45, true);
+    ctx.drawImage(sel.layer, 0, 0);
+  }
+  for (const [x, y, lab] of p.points) dot(x, y, lab ? "#28c83c" : "#dc2828", r);
+  if (p.corner) dot(p.corner[0], p.corner[1], "#28c83c", r);
+  if (p.box) rect(p.box[0], p.box[1], p.box[2], p.box[3], false);
+  if (S.drag && S.drag.kind === "box") rect(...S.drag.start, ...S.drag.end, true);
+  for (const [fx, fy, m] of S.queue) dot(fx * S.geom.width, fy * S.geom.height, m === "negative" ? "#dc2828" : "#28c83c", r, true);
+  if (S.kbd && document.activeElement === overlay) {
+    const [x, y] = toShown(...S.kbd);
+    ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(x - 10, y); ctx.lineTo(x + 10, y); ctx.moveTo(x, y - 10); ctx.lineTo(x, y + 10); ctx.stroke();
   }
 }
 
-async function hover(x, y) {
-  if (!S.image || !S.engine || S.engine.kind !== "page" || !S.emb) return;
-  const m = mode();
-  if (m === "box" && !S.prompt.corner) return;
-  if (S.hoverBusy) { S.hoverNext = [x, y]; return; }
-  S.hoverBusy = true;
-  try {
-    const base = S.prompt;
-    let p = null;
-    try { p = await step(base, x, y, m); } catch { p = null; }
-    const c = p ? selected(p) : null;
-    if (S.prompt === base) {
-      S.hover = { x, y, mode: m, base, prompt: p, layer: c && c.area ? maskLayer(c.mask, GOLD, 0.22, false) : null };
-      draw();
-      bump("hover");
-    }
-  } finally {
-    S.hoverBusy = false;
-    const next = S.hoverNext;
-    S.hoverNext = null;
-    if (next) hover(...next);
-  }
+function dot(x, y, fill, r, hollow = false) {
+  const [sx, sy] = toShown(x, y);
+  ctx.beginPath(); ctx.arc(sx, sy, r + 2, 0, 2 * Math.PI); ctx.fillStyle = "#fff"; ctx.fill();
+  ctx.beginPath(); ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+  if (hollow) { ctx.lineWidth = 2; ctx.strokeStyle = fill; ctx.stroke(); } else { ctx.fillStyle = fill; ctx.fill(); }
 }
 
-async function undoClick() {
-  if (!S.prompt.clicks.length) return;
-  try { commit(await rebuild(S.prompt.clicks.slice(0, -1))); } catch (err) { say(`Error: ${err.message || err}`); }
+function rect(x0, y0, x1, y1, dashed) {
+  const [a, b] = toShown(Math.min(x0, x1), Math.min(y0, y1)), [c, d] = toShown(Math.max(x0, x1), Math.max(y0, y1));
+  ctx.save();
+  ctx.strokeStyle = "rgb(255,215,0)"; ctx.lineWidth = 2 / view.zoom;
+  if (dashed) ctx.setLineDash([6 / view.zoom, 4 / view.zoom]);
+  ctx.strokeRect(a, b, c - a, d - b);
+  ctx.restore();
 }
 
-overlay.addEventListener("pointermove", (e) => { if (S.image) hover(...toImage(e)); });
-overlay.addEventListener("pointerleave", () => { S.hover = null; draw(); });
-overlay.addEventListener("click", (e) => { if (S.image) click(...toImage(e)); });
-overlay.addEventListener("keydown", (e) => {
-  if (!S.image) return;
-  const stepPx = Math.max(1, Math.round(S.image.width / (e.shiftKey ? 10 : 50)));
+function drawThumbs() {
+  thumbs.replaceChildren();
+  const p = S.prompt;
+  if (!S.geom || !p.pred || p.pred.cands.length < 2) return;
+  const [w, h] = S.geom.shown, th = 64, tw = Math.round((th * w) / h);
+  p.pred.cands.forEach((c, k) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "osc-thumb";
+    b.setAttribute("aria-pressed", String(k === p.candidate));
+    b.setAttribute("aria-label", `Candidate ${k + 1} (score ${c.score.toFixed(2)}; key ${k + 1})`);
+    const t = document.createElement("canvas");
+    t.width = tw; t.height = th;
+    const g = t.getContext("2d");
+    g.drawImage(img, 0, 0, tw, th);
+    if (!c.layer) c.layer = maskLayer(c.mask, GOLD, 0.45, true);
+    g.drawImage(c.layer, 0, 0, tw, th);
+    const label = document.createElement("span");
+    label.textContent = c.score.toFixed(2);
+    label.setAttribute("aria-hidden", "true");
+    b.append(t, label);
+    b.addEventListener("click", () => choose(k));
+    thumbs.append(b);
+  });
+}
+
+// a region's mask highlighted while its chip is hovered or focused (the chips' page says which)
+async function highlight(index, color) {
+  if (index < 0 || !S.regionsUrl) { S.highlight = null; draw(); return; }
+  if (!S.regions) S.regions = await P.loadMasks(abs(S.regionsUrl));
+  const m = S.regions[index];
+  const rgb = [1, 3, 5].map((i) => parseInt((color || "#ffffff").slice(i, i + 2), 16));
+  S.highlight = m ? { index, layer: maskLayer(m.mask, rgb, 0.5, true) } : null;
+  draw();
+}
+
+// ------------------------------------------------------------------------------------------
+// pointer, wheel and touch: click = add, right- or Alt-click = subtract, drag = box, wheel and
+// pinch = zoom, middle button / Space + drag / two fingers = pan
+
+function onDown(e) {
+  if (!S.geom || e.target.closest("button")) return;
+  S.pointers.set(e.pointerId, [e.clientX, e.clientY]);
+  stage.setPointerCapture(e.pointerId);
+  if (S.pointers.size === 2) { S.drag = null; S.pinch = pinchOf(); draw(); return; }
+  if (S.pointers.size > 2) return;
+  if (e.button === 1 || S.space) { S.drag = { kind: "pan", at: [e.clientX, e.clientY] }; e.preventDefault(); return; }
+  if (e.button !== 0 && e.button !== 2) return;
+  S.drag = { kind: "press", start: toImage(e), end: toImage(e), at: [e.clientX, e.clientY], mode: mode(e) };
+}
+
+function onMove(e) {
+  if (!S.geom) return;
+  if (S.pointers.has(e.pointerId)) S.pointers.set(e.pointerId, [e.clientX, e.clientY]);
+  if (S.pinch) { movePinch(); return; }
+  const d = S.drag;
+  if (!d) { if (e.pointerType === "mouse") hover(...toImage(e)); return; }
+  if (d.kind === "pan") { view.panBy(e.clientX - d.at[0], e.clientY - d.at[1]); d.at = [e.clientX, e.clientY]; return; }
+  const far = Math.hypot(e.clientX - d.at[0], e.clientY - d.at[1]) > 6;
+  if (d.kind === "press" && far && (d.mode === "positive" || d.mode === "box")) d.kind = "box";
+  if (d.kind === "box") { d.end = toImage(e); draw(); }
+}
+
+function onUp(e) {
+  S.pointers.delete(e.pointerId);
+  if (S.pinch) { if (S.pointers.size < 2) S.pinch = null; S.drag = null; return; }
+  const d = S.drag;
+  S.drag = null;
+  if (!d || !S.geom) return;
+  if (d.kind === "press") click(...d.start, d.mode);
+  else if (d.kind === "box") { draw(); boxDrag(d.start, d.end); }
+}
+
+function pinchOf() {
+  const [a, b] = [...S.pointers.values()];
+  return { dist: Math.hypot(a[0] - b[0], a[1] - b[1]), mid: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2] };
+}
+
+function movePinch() {
+  if (S.pointers.size < 2) return;
+  const now = pinchOf(), before = S.pinch;
+  view.panBy(now.mid[0] - before.mid[0], now.mid[1] - before.mid[1]);
+  view.zoomAt(now.dist / Math.max(1, before.dist), now.mid[0], now.mid[1]);
+  S.pinch = now;
+}
+
+function onWheel(e) {
+  if (!S.geom) return;
+  e.preventDefault();
+  view.zoomAt(Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)), e.clientX, e.clientY);
+}
+
+stage.addEventListener("pointerdown", onDown);
+stage.addEventListener("pointermove", onMove);
+stage.addEventListener("pointerup", onUp);
+stage.addEventListener("pointercancel", (e) => { S.pointers.delete(e.pointerId); S.pinch = null; S.drag = null; draw(); });
+stage.addEventListener("pointerleave", () => { if (S.hover) { S.hover = null; draw(); } });
+stage.addEventListener("contextmenu", (e) => { if (S.geom) e.preventDefault(); });
+stage.addEventListener("wheel", onWheel, { passive: false });
+
+// ------------------------------------------------------------------------------------------
+// keyboard: the canvas's cursor when its image has focus, the shortcuts while the canvas has
+
+function typing(target) {
+  return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+}
+
+function onCursorKey(e) {
+  const step = Math.max(1, Math.round(S.geom.width / (e.shiftKey ? 10 : 50)));
   const moves = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
-  S.kbd = S.kbd || [Math.floor(S.image.width / 2), Math.floor(S.image.height / 2)];
+  S.kbd = S.kbd || [Math.floor(S.geom.width / 2), Math.floor(S.geom.height / 2)];
   if (moves[e.key]) {
     const [dx, dy] = moves[e.key];
-    S.kbd = [Math.min(S.image.width - 1, Math.max(0, S.kbd[0] + dx * stepPx)), Math.min(S.image.height - 1, Math.max(0, S.kbd[1] + dy * stepPx))];
+    S.kbd = [Math.min(S.geom.width - 1, Math.max(0, S.kbd[0] + dx * step)), Math.min(S.geom.height - 1, Math.max(0, S.kbd[1] + dy * step))];
+    view.show(S.kbd[0] / S.geom.width, S.kbd[1] / S.geom.height);
     hover(...S.kbd);
-  } else if (e.key === "Enter" || e.key === " ") click(...S.kbd);
-  else if (e.key === "Backspace" || (e.key === "z" && (e.ctrlKey || e.metaKey))) undoClick();
-  else if (e.key === "Escape") commit(emptyPrompt());
+  } else if (e.key === "Enter") click(...S.kbd, mode(e));
+  else return false;
+  draw();
+  return true;
+}
+
+const SHORTCUTS = {
+  a: addRegion, Escape: () => (keys.hidden ? clearClicks() : toggleKeys(false)), Backspace: undoClick,
+  1: () => choose(0), 2: () => choose(1), 3: () => choose(2),
+  s: () => setTool(S.tool === "subtract" ? "add" : "subtract"), b: () => setTool("box"), p: () => setTool("pick"),
+  e: () => trigger("everything", {}), o: () => fileInput.click(), "?": () => toggleKeys(),
+  "+": () => view.zoomAt(1.25), "=": () => view.zoomAt(1.25), "-": () => view.zoomAt(0.8), 0: () => view.fit(),
+};
+
+// the shortcuts work while the canvas (its image, toolbar, candidates) has focus, or nothing
+// has: a letter typed elsewhere on the page is never taken (WCAG 2.1.4)
+function mine() {
+  const active = document.activeElement;
+  return !active || active === document.body || element.contains(active);
+}
+
+function onKey(e) {
+  if (typing(e.target) || !mine()) return;
+  if (e.key === " " && stage.matches(":hover")) { S.space = e.type === "keydown"; e.preventDefault(); return; }
+  if (e.type !== "keydown" || !frame.isConnected) return;
+  const mod = e.ctrlKey || e.metaKey, k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  if (mod && (k === "z" || k === "y")) {
+    if (k === "z" && !e.shiftKey && (S.prompt.clicks.length || S.queue.length)) undoClick();
+    else trigger(k === "y" || e.shiftKey ? "redo_edit" : "undo_edit", {});
+  } else if (mod || e.altKey) return;
+  else if (S.geom && document.activeElement === overlay && onCursorKey(e)) { /* the cursor moved or clicked */ }
+  else if (SHORTCUTS[k] && (S.geom || k === "o" || k === "?")) SHORTCUTS[k]();
   else return;
   e.preventDefault();
-  draw();
-});
+}
+
+document.addEventListener("keydown", onKey);
+document.addEventListener("keyup", onKey);
 overlay.addEventListener("focus", draw);
 overlay.addEventListener("blur", draw);
 
 // ------------------------------------------------------------------------------------------
+// the toolbar, the examples, drop and paste, the shortcuts popover
+
+function setTool(tool) {
+  S.tool = tool;
+  for (const b of element.querySelectorAll(".osc-tool")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
+  frame.dataset.tool = tool;
+  if (S.hover) { S.hover = null; draw(); }
+}
+
+function toggleKeys(show = keys.hidden) {
+  keys.hidden = !show;
+  $(".osc-help").setAttribute("aria-expanded", String(show));
+}
+
+function renderExamples() {
+  const strip = $(".osc-examples");
+  props.examples.forEach((example, i) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "osc-example";
+    b.title = `Open the example photo '${example.name}'`;
+    const im = document.createElement("img");
+    im.src = abs(example.url); im.alt = example.name; im.loading = "lazy";
+    b.append(im);
+    b.addEventListener("click", () => openExample(i));
+    strip.append(b);
+  });
+}
+
+function bindControls() {
+  for (const b of element.querySelectorAll(".osc-tool")) b.addEventListener("click", () => setTool(b.dataset.tool));
+  for (const b of element.querySelectorAll(".osc-open")) b.addEventListener("click", () => fileInput.click());
+  fileInput.addEventListener("change", () => { openFile(fileInput.files[0]); fileInput.value = ""; });
+  $(".osc-add-region").addEventListener("click", addRegion);
+  $(".osc-clear").addEventListener("click", clearClicks);
+  $(".osc-everything").addEventListener("click", () => trigger("everything", {}));
+  $(".osc-zoom-in").addEventListener("click", () => view.zoomAt(1.5));
+  $(".osc-zoom-out").addEventListener("click", () => view.zoomAt(1 / 1.5));
+  $(".osc-zoom-fit").addEventListener("click", () => view.fit());
+  $(".osc-help").addEventListener("click", () => toggleKeys());
+  frame.addEventListener("dragover", (e) => { e.preventDefault(); frame.classList.add("osc-dropping"); });
+  frame.addEventListener("dragleave", () => frame.classList.remove("osc-dropping"));
+  frame.addEventListener("drop", (e) => {
+    e.preventDefault(); frame.classList.remove("osc-dropping");
+    openFile([...(e.dataTransfer.files || [])].find((f) => f.type.startsWith("image/")));
+  });
+  document.addEventListener("paste", (e) => {
+    if (typing(e.target)) return;
+    const file = [...(e.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) { e.preventDefault(); openFile(file); }
+  });
+  window.addEventListener("osprey-highlight", (e) => highlight(e.detail.index, e.detail.color));
+  setTool("add");
+}
+
+// ------------------------------------------------------------------------------------------
 // the server's view
 
-async function onPayload(p) {
-  if (!p) return;
-  S.payload = p;
+function onValue() {
+  const p = props.value;
+  if (!p || p === S.payload || p.page !== undefined) return; // our own write-back
   const preview = p.preview;
-  if (preview && S.pending.has(preview.id)) {
-    S.pending.get(preview.id)(preview);
-    S.pending.delete(preview.id);
-  }
-  if (!p.image) {
-    S.image = null; S.prompt = emptyPrompt(); frame.classList.add("osc-empty");
-    img.removeAttribute("src"); draw(); drawThumbs(); writeBack();
-    return;
-  }
-  frame.classList.remove("osc-empty");
+  if (preview && S.pending.has(preview.id)) { S.pending.get(preview.id)(preview); S.pending.delete(preview.id); }
+  S.views = S.views.then(() => showView(p)).catch((err) => say(`Error: ${err.message || err}`));
+}
+
+async function showView(p) {
+  S.payload = p;
+  keep(p);
+  startDecoder(p);
+  if (p.refused) { refused(p.message); return; }
+  if (!p.image) { if (!S.opening) closeImage(); say(p.message); return; }
   const fresh = !S.image || S.image.key !== p.image.key;
+  if (fresh) { S.source = S.opening || S.source; S.opening = null; S.previous = null; S.emb = null; S.embKey = null; S.regions = null; }
   S.image = p.image;
-  if (fresh) { overlay.width = p.image.shown[0]; overlay.height = p.image.shown[1]; S.emb = null; S.kbd = null; }
+  S.answersPending = p.preparing === "answers";
+  setGeometry(p.image);
   if (p.prompt !== S.promptKey) { // the server started a new prompt (upload, add, clear)
     const had = S.prompt.clicks.length > 0;
-    S.promptKey = p.prompt; S.prompt = emptyPrompt(); S.hover = null; drawThumbs();
+    S.promptKey = p.prompt; S.prompt = P.emptyPrompt(); S.hover = null; drawThumbs();
     if (had) { draw(); bump("mask"); }
   }
   writeBack();
+  say(p.message);
   if (abs(p.image.base) !== img.src) {
     img.src = abs(p.image.base);
     await img.decode().catch(() => {});
     bump("mask");
   }
-  if (p.auto !== S.autoUrl) {
-    S.autoUrl = p.auto;
-    S.auto = p.auto ? await loadAuto(abs(p.auto)) : null;
-  }
+  if (p.auto !== S.autoUrl) { S.autoUrl = p.auto; S.auto = p.auto ? await P.loadMasks(abs(p.auto)) : null; }
+  if (p.regions !== S.regionsUrl) { S.regionsUrl = p.regions; S.regions = null; S.highlight = null; }
   draw();
-  await startEngine(p);
-  if (S.engine.kind === "page" && S.embKey !== p.image.key) {
-    S.embKey = p.image.key;
-    try { S.emb = await S.engine.embed(p.image); } catch (err) {
-      S.engine = new ServerEngine(); root.dataset.decoder = "server";
-      S.notice = `The image embedding could not be loaded (${err.message || err}); clicks are decoded on the server.`;
-      say();
-    }
-  }
-  root.dataset.ready = p.image.key;
+  if (fresh || !root.dataset.ready) prepare(p.image);
 }
 
-watch("value", () => onPayload(props.value));
-onPayload(props.value);
+// what this browser keeps: written when the server's snapshot changes ("Clear all" forgets it)
+function keep(p) {
+  const json = JSON.stringify(p.saved ?? null);
+  if (p.forget) { S.savedJson = json; K.clear().catch(() => {}); return; }
+  if (json === S.savedJson) return;
+  S.savedJson = json;
+  const source = S.opening && p.image && (!S.image || S.image.key !== p.image.key) ? S.opening : S.source;
+  if (p.saved && source) K.save({ source, saved: p.saved }).catch(() => {});
+}
+
+// ------------------------------------------------------------------------------------------
+// start: the modules, then the server's view, then what this browser kept
+
+async function start() {
+  const [decoder, prompts, viewport, store] = await Promise.all(
+    ["decoder.js", "prompts.js", "viewport.js", "store.js"].map((m) => import(moduleUrl(m))));
+  D = decoder; P = prompts; K = store;
+  S.prompt = P.emptyPrompt();
+  view = new viewport.Viewport(stage, world, (v) => { root.dataset.zoom = v.zoom.toFixed(2); draw(); });
+  bindControls();
+  renderExamples();
+  root.dataset.started = "true"; // the controls listen from now on (tests wait for it)
+  new ResizeObserver(fit).observe(frame);
+  watch("value", onValue);
+  S.payload = null;
+  onValue();
+  await S.views;
+  await restoreKept();
+}
+
+start().catch((err) => say(`The page could not start: ${err.message || err}`));
 
 // test and benchmark hook: the selected mask at display size as run lengths (row-major, from 0)
 window.ospreyCanvas = {
   maskRuns() {
-    const c = selected(S.prompt);
+    const c = P.selected(S.prompt);
     if (!c) return [];
     const runs = [];
     let v = 0, n = 0;
@@ -548,5 +723,6 @@ window.ospreyCanvas = {
     return runs;
   },
   prompt: () => ({ clicks: S.prompt.clicks, candidate: S.prompt.candidate, candidates: S.prompt.pred ? S.prompt.pred.cands.length : 0 }),
-  shown: () => (S.image ? S.image.shown : null),
+  shown: () => (S.geom ? S.geom.shown : null),
+  zoom: () => ({ zoom: view.zoom, tx: view.tx, ty: view.ty }),
 };

@@ -1,5 +1,5 @@
 // SAM 2.1's page decoder: how its image maps are fetched and how a prompt becomes the inputs of
-// its ONNX decoder (sam_bridge/sam2_onnx.py). canvas.js imports this module when the server's
+// its ONNX decoder (sam_bridge/sam2_onnx.py). decoder.js imports this module when the server's
 // segmenter is SAM 2 and runs the decoder exactly as SAM 1's (same outputs: masks, scores, logits).
 //
 // SAM 2 differs from SAM 1 in two ways the page sees:
