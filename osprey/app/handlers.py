@@ -200,11 +200,18 @@ def describe_handler(service, task: str):
 
 def _stream_one(service, s, task: str, index: int) -> Iterator[list]:
     """One region's answer, streamed into the chat (kept in the chat at its end)."""
-    import gradio as gr
 
     asked = [{"role": "user", "content": f"{TASK_LABELS[task]} of {s.names()[index]}"}]
     yield [*s.chat, *asked, {"role": "assistant", "content": ANSWERING}]
-    for reply in service.describe_stream(s, task, index):
+    yield from _into_chat(s, asked, service.describe_stream(s, task, index))
+
+
+def _into_chat(s, asked: list[dict], replies) -> Iterator[list]:
+    """The chat with ``asked`` and the answer so far, for each of ``replies``; at the last one
+    the exchange is kept in the session's chat (and its note shown)."""
+    import gradio as gr
+
+    for reply in replies:
         shown = [
             *s.chat,
             *asked,
@@ -223,22 +230,12 @@ def _waiting(position: int) -> str:
 
 def send_handler(service):
     """A typed question: its answer streams into the chat; the exchange is kept at its end."""
-    import gradio as gr
 
     @gpu
     def run(question, s) -> Iterator[tuple]:
         asked = [{"role": "user", "content": question}]
         try:
-            for reply in service.ask(s, question):
-                shown = [
-                    *s.chat,
-                    *asked,
-                    {"role": "assistant", "content": reply.text or _waiting(reply.waiting)},
-                ]
-                if reply.done:
-                    s.chat = shown
-                    if reply.note:
-                        gr.Info(reply.note)
+            for shown in _into_chat(s, asked, service.ask(s, question)):
                 yield shown, ""
         except Exception as exc:
             raise user_error(exc) from exc

@@ -47,6 +47,22 @@ def need_image(session: Session) -> ImageHandle:
     return session.image
 
 
+def prompt_labels(
+    points: Sequence[Sequence[float]], labels: Sequence[int] | None, box: Sequence[float] | None
+) -> list[int]:
+    """A whole prompt's labels (1 for every point when none are given), checked: one per point,
+    a point or a box at least, at most ``MAX_POINTS_PER_PROMPT`` points. Images and video
+    frames share it."""
+    labels = list(labels) if labels is not None else [1] * len(points)
+    if len(labels) != len(points):
+        raise ServiceError(f"{len(points)} points but {len(labels)} labels")
+    if not points and box is None:
+        raise ServiceError("Give at least one point or a box.")
+    if len(points) > MAX_POINTS_PER_PROMPT:
+        raise ServiceError(f"at most {MAX_POINTS_PER_PROMPT} points per prompt")
+    return labels
+
+
 def _inside(handle: ImageHandle, x: float, y: float) -> None:
     if not (0 <= x < handle.width and 0 <= y < handle.height):
         raise ServiceError(
@@ -109,13 +125,7 @@ class MaskPrompts:
         """Set a whole prompt at once (points with labels 1/0, and/or a box), as the API does;
         returns the best candidate."""
         handle = need_image(session)
-        labels = list(labels) if labels is not None else [1] * len(points)
-        if len(labels) != len(points):
-            raise ServiceError(f"{len(points)} points but {len(labels)} labels")
-        if not points and box is None:
-            raise ServiceError("Give at least one point or a box.")
-        if len(points) > MAX_POINTS_PER_PROMPT:
-            raise ServiceError(f"at most {MAX_POINTS_PER_PROMPT} points per prompt")
+        labels = prompt_labels(points, labels, box)
         if box is not None:
             _check_box(handle, box)
         session.points = [(float(x), float(y), int(lab)) for (x, y), lab in zip(points, labels)]

@@ -19,7 +19,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from osprey.app import drawing
-from osprey.app.mask_prompts import CLICK_MODES
+from osprey.app.mask_prompts import CLICK_MODES, prompt_labels
 from osprey.app.session import LabelError, check_label
 from osprey.app.video_session import FramePrompt, Track, VideoSession
 from osprey.core.constants import MAX_POINTS_PER_PROMPT
@@ -255,13 +255,7 @@ class VideoChat:
         """Set a track's whole prompt on ``frame`` at once (as the API does): (track index, its
         mask on that frame)."""
         frame = self.frame(vs, frame)
-        labels = list(labels) if labels is not None else [1] * len(points)
-        if len(labels) != len(points):
-            raise ServiceError(f"{len(points)} points but {len(labels)} labels")
-        if not points and box is None:
-            raise ServiceError("Give at least one point or a box.")
-        if len(points) > MAX_POINTS_PER_PROMPT:
-            raise ServiceError(f"at most {MAX_POINTS_PER_PROMPT} points per prompt")
+        labels = prompt_labels(points, labels, box)
         index = self.new_track(vs) if track is None else self.track_index(vs, track)
         pts = [(float(x), float(y), int(lab)) for (x, y), lab in zip(points, labels)]
         box = tuple(float(v) for v in box) if box is not None else None
